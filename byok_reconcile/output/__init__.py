@@ -1,62 +1,109 @@
 """Reporters: one per ``--format``, chosen from one registry.
 
-A reporter turns a :class:`~byok_reconcile.results.Report` into text on
-stdout. Nothing here ever sees a secret: reports carry fingerprints only.
+A reporter is a function ``(Report, Options) -> str``; :data:`REPORTERS` maps
+each ``--format`` name to one. Nothing here ever sees a secret: reports carry
+fingerprints only.
+
+Conventional ``Report.data`` entries that reporters understand:
+``features`` (a mapping ``name -> {key, model|deployment, provider}``), shown
+by the markdown reporter. Everything in ``data`` appears in the JSON output.
+
+Under GitHub Actions (``GITHUB_STEP_SUMMARY`` set) the text and github
+formats also append the markdown report to the job summary.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import logging
+import os
 import sys
 from collections.abc import Callable
 
 import click
 
 from byok_reconcile.errors import ByokError
+from byok_reconcile.output import github, jsonout, markdown, text
+from byok_reconcile.output.colour import paint, wants_colour
+from byok_reconcile.output.common import Options
 from byok_reconcile.results import Report
 
-Reporter = Callable[[Report, bool, int], str]
+Reporter = Callable[[Report, Options], str]
+
+REPORTERS: dict[str, Reporter] = {
+    "text": text.render,
+    "json": jsonout.render,
+    "github": github.render,
+    "markdown": markdown.render,
+}
+FORMATS = tuple(REPORTERS)
+_SUMMARY_FORMATS = ("text", "github")
+
+log = logging.getLogger("byok.output")
+
+__all__ = [
+    "FORMATS",
+    "REPORTERS",
+    "Options",
+    "Reporter",
+    "emit",
+    "emit_error",
+    "render",
+]
 
 
-def _text(report: Report, quiet: bool, verbose: int) -> str:
-    lines = [str(p) for p in report.problems if not quiet or p.severity == "error"]
-    for key in report.keys:
-        lines.append(f"key {key.key} ({key.provider}): {key.verdict} {key.detail}")
-    for change in report.changes:
-        lines.append(f"{change.action} {change.kind} {change.name}")
-    if report.summary and not quiet:
-        lines.append(report.summary)
-    return "\n".join(lines)
-
-
-def _json(report: Report, quiet: bool, verbose: int) -> str:
-    body = {
-        "command": report.command,
-        "exitCode": report.exit_code,
-        "summary": report.summary,
-        "problems": [dataclasses.asdict(p) for p in report.problems],
-        "keys": [dataclasses.asdict(k) for k in report.keys],
-        "changes": [dataclasses.asdict(c) for c in report.changes],
-        "data": report.data,
-    }
-    return json.dumps(body, indent=2, sort_keys=True, default=str)
-
-
-REPORTERS: dict[str, Reporter] = {"text": _text, "json": _json}
+def render(report: Report, fmt: str, opts: Options | None = None) -> str:
+    """The report in format ``fmt`` as a string (no trailing newline needed)."""
+    reporter = REPORTERS.get(fmt)
+    if reporter is None:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return reporter(report, opts or Options())
 
 
 def emit(report: Report, fmt: str, *, quiet: bool = False, verbose: int = 0) -> None:
-    reporter = REPORTERS.get(fmt, _text)
-    text = reporter(report, quiet, verbose)
-    if text:
-        click.echo(text)
+    """Print ``report`` on stdout in format ``fmt``; fill the job summary."""
+    opts = Options(quiet=quiet, verbose=verbose, colour=_colour(fmt))
+    body = render(report, fmt, opts)
+    if body:
+        click.echo(body, color=opts.colour)
+    if fmt in _SUMMARY_FORMATS:
+        append_step_summary(report)
 
 
 def emit_error(exc: ByokError, command: str, fmt: str) -> None:
+    """Report an error that stopped ``command``, in format ``fmt``.
+
+    JSON and markdown get a whole document on stdout (so a CI step that
+    captures it still has something to post); github gets an annotation;
+    text gets one line on stderr.
+    """
     if fmt == "json":
-        body = {"command": command, "exitCode": exc.exit_code, "error": str(exc)}
-        click.echo(json.dumps(body, indent=2, sort_keys=True))
+        click.echo(jsonout.render_error(exc, command))
         return
-    click.echo(f"byok {command}: error: {exc}", err=True)
-    sys.stderr.flush()
+    report = Report(command=command, exit_code=exc.exit_code, summary=str(exc))
+    if fmt == "markdown":
+        click.echo(markdown.render(report, Options()), nl=False)
+        return
+    if fmt == "github":
+        title = f"byok {command}: {type(exc).__name__}"
+        click.echo(github.command("error", str(exc), file=exc.file, title=title))
+    else:
+        colour = wants_colour(sys.stderr)
+        click.echo(f"byok {command}: {paint('error', 'red', colour)}: {exc}", err=True)
+    append_step_summary(report)
+
+
+def append_step_summary(report: Report) -> None:
+    """Append the markdown report to ``$GITHUB_STEP_SUMMARY`` when it is set."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(markdown.render(report, Options()))
+    except OSError as exc:
+        # The summary is a courtesy; the real output already went to stdout.
+        log.warning("cannot write the job summary %s: %s", path, exc.strerror)
+
+
+def _colour(fmt: str) -> bool:
+    return fmt == "text" and wants_colour(sys.stdout)

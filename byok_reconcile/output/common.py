@@ -1,0 +1,115 @@
+"""Helpers that several reporters share: counts, status words, values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from byok_reconcile.results import Change, KeyResult, Report
+
+ACTION_SIGNS = {"create": "+", "update": "~", "delete": "-", "noop": " "}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a reporter renders: ``quiet`` keeps errors only, ``colour`` ANSI."""
+
+    quiet: bool = False
+    verbose: int = 0
+    colour: bool = False
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature row for the reporters, read from ``Report.data``."""
+
+    name: str
+    key: str
+    target: str
+    provider: str = ""
+
+
+def status_word(report: Report) -> str:
+    """One plain word for the outcome: passed, failed, changes or unavailable."""
+    if report.exit_code == 4:
+        return "changes pending"
+    if report.exit_code == 3:
+        return "unavailable"
+    if report.exit_code or report.errors:
+        return "failed"
+    return "passed"
+
+
+def pending(changes: list[Change]) -> list[Change]:
+    """The changes that do something (``noop`` ones dropped)."""
+    return [c for c in changes if c.action != "noop"]
+
+
+def plan_counts(changes: list[Change]) -> str:
+    """``2 to create, 1 to update, 0 to delete`` as terraform says it."""
+    counts = {a: sum(1 for c in changes if c.action == a) for a in ACTION_SIGNS}
+    return (
+        f"{counts['create']} to create, {counts['update']} to update, "
+        f"{counts['delete']} to delete"
+    )
+
+
+def problem_counts(report: Report) -> str:
+    """``2 errors, 1 warning`` (or ``no problems``)."""
+    errors = len(report.errors)
+    warnings = len(report.problems) - errors
+    parts = []
+    if errors:
+        parts.append(_plural(errors, "error"))
+    if warnings:
+        parts.append(_plural(warnings, "warning"))
+    return ", ".join(parts) or "no problems"
+
+
+def key_failures(key: KeyResult) -> list[str]:
+    """``target: verdict`` for each failing model or deployment of ``key``."""
+    return [
+        f"{t.target}: {t.verdict}" + (f" ({t.detail})" if t.detail else "")
+        for t in key.targets
+        if t.verdict != "valid"
+    ]
+
+
+def show_value(value: object) -> str:
+    """A field value as JSON text; secrets reach here only as fingerprints."""
+    if value is None:
+        return "(none)"
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def features(report: Report) -> list[Feature]:
+    """The features a command put in ``data["features"]``.
+
+    Accepted shapes: a mapping ``name -> {key, model|deployment, provider}``
+    or a list of such mappings each with a ``name``.
+    """
+    raw = report.data.get("features")
+    return sorted(_iter_features(raw), key=lambda f: f.name)
+
+
+def _iter_features(raw: object) -> Iterator[Feature]:
+    items: list[Mapping[str, object]]
+    if isinstance(raw, Mapping):
+        items = [{**v, "name": n} for n, v in raw.items() if isinstance(v, Mapping)]
+    elif isinstance(raw, list):
+        items = [v for v in raw if isinstance(v, Mapping)]
+    else:
+        return
+    for item in items:
+        target = item.get("model") or item.get("deployment") or ""
+        yield Feature(
+            name=str(item.get("name", "")),
+            key=str(item.get("key", "")),
+            target=str(target),
+            provider=str(item.get("provider", "")),
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
