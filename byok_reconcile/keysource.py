@@ -1,0 +1,248 @@
+"""Resolve each Key's secret reference into a :class:`Secret`.
+
+Three sources (DESIGN.md "Secrets"): the Key document's own sops-encrypted
+file (``inline``), a value inside another sops file (``file``), and an
+environment variable (``env``). Each file is decrypted once, however many
+keys use it, and the files are decrypted in parallel. A value becomes a
+:class:`Secret` as soon as it is found; the decrypted documents are dropped
+right after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from byok_reconcile import sopsmeta
+from byok_reconcile.errors import ByokError, ConfigError, SecretNotFoundError
+from byok_reconcile.model import Config, KeySpec, SecretRef
+from byok_reconcile.secret import Secret
+
+
+def resolve_secrets(
+    config: Config,
+    *,
+    env: Mapping[str, str] | None = None,
+    max_workers: int | None = None,
+) -> dict[str, Secret | ByokError]:
+    """Map each key name to its :class:`Secret`, or to the error for it.
+
+    ``env`` defaults to the process environment. One key's failure never
+    stops the others.
+    """
+    from byok_reconcile import sops
+
+    env = os.environ if env is None else env
+    paths = {name: source_path(k.secret) for name, k in config.keys.items()}
+    wanted = [p for p in paths.values() if p is not None]
+    plain = sops.decrypt_many(wanted, max_workers=max_workers) if wanted else {}
+    try:
+        return {
+            name: _resolve_one(key, paths[name], plain, env)
+            for name, key in sorted(config.keys.items())
+        }
+    finally:
+        plain.clear()  # drop every decrypted file as soon as keys are built
+
+
+def source_path(ref: SecretRef) -> Path | None:
+    """The sops file a reference reads, or None for ``env``.
+
+    ``inline`` reads the Key's own file (``ref.path`` when the loader set it).
+    A relative ``file`` path is taken relative to the referring file, as
+    DESIGN.md says, unless it already exists as given.
+    """
+    if ref.kind == "env":
+        return None
+    if ref.kind == "inline":
+        return ref.path or Path(ref.location.file)
+    if ref.path is None:
+        return None
+    if ref.path.is_absolute() or ref.path.exists():
+        return ref.path
+    return Path(ref.location.file).parent / ref.path
+
+
+def _resolve_one(
+    key: KeySpec,
+    path: Path | None,
+    plain: Mapping[Path, bytes | ByokError],
+    env: Mapping[str, str],
+) -> Secret | ByokError:
+    ref = key.secret
+    try:
+        if ref.kind == "env":
+            return _from_env(key, env)
+        if path is None:
+            raise ConfigError(
+                f"Key {key.name}: the fromFile reference has no path",
+                file=str(ref.location),
+            )
+        found = plain.get(path)
+        if isinstance(found, ByokError):
+            return found
+        if found is None:
+            raise SecretNotFoundError("was not decrypted", file=os.fspath(path))
+        return _wrap(key, _extract(key, path, found), path)
+    except ByokError as exc:
+        return exc
+
+
+def _from_env(key: KeySpec, env: Mapping[str, str]) -> Secret:
+    name = key.secret.env or ""
+    value = env.get(name, "").strip()
+    if not value:
+        state = "is empty" if name in env else "is not set"
+        raise SecretNotFoundError(
+            f"Key {key.name} reads its API key from the environment variable "
+            f"{name}, which {state}",
+            hint=f"set {name} (e.g. from your CI secret store)",
+            file=str(key.secret.location),
+        )
+    return Secret(value)
+
+
+def _wrap(key: KeySpec, value: object, path: Path) -> Secret:
+    where = _describe(key.secret)
+    if isinstance(value, (Mapping, list)) or value is None:
+        kind = "nothing" if value is None else "a structure, not a single value"
+        raise SecretNotFoundError(
+            f"Key {key.name}: {where} holds {kind}",
+            hint="point the reference at a single string value",
+            file=str(key.secret.location),
+        )
+    text = str(value).strip()
+    if not text:
+        raise SecretNotFoundError(
+            f"Key {key.name}: {where} is empty",
+            hint=f"store the API key in {path}",
+            file=str(key.secret.location),
+        )
+    return Secret(text)
+
+
+def _describe(ref: SecretRef) -> str:
+    if ref.kind == "inline":
+        return "spec.apiKey"
+    return f"'{ref.key}' in {ref.path}"
+
+
+# -- reading a decrypted file --------------------------------------------------
+
+
+def _extract(key: KeySpec, path: Path, data: bytes) -> object:
+    """The raw value ``key`` refers to inside the decrypted ``data``."""
+    ref = key.secret
+    fmt = sopsmeta.format_for(path)
+    text = data.decode("utf-8", "replace")
+    if ref.kind == "inline":
+        return _inline_value(key, _yaml_docs(text, path))
+    dotted = ref.key or ""
+    if fmt == "dotenv":
+        return _lookup_flat(key, _dotenv(text), dotted)
+    if fmt == "ini":
+        return _lookup_flat(key, _ini(text), dotted)
+    if fmt == "binary":
+        return text
+    tree = _json(text, path) if fmt == "json" else _first(_yaml_docs(text, path))
+    return _lookup(key, tree, dotted)
+
+
+def _inline_value(key: KeySpec, docs: list[Any]) -> object:
+    index = key.secret.doc_index
+    doc = docs[index] if 0 <= index < len(docs) else None
+    spec = doc.get("spec") if isinstance(doc, Mapping) else None
+    if not isinstance(spec, Mapping) or "apiKey" not in spec:
+        raise SecretNotFoundError(
+            f"Key {key.name}: document {index + 1} of its file has no spec.apiKey "
+            "after decryption",
+            file=str(key.secret.location),
+        )
+    return spec["apiKey"]
+
+
+def _lookup(key: KeySpec, tree: object, dotted: str) -> object:
+    # A literal key with dots wins over the nested path it could also mean.
+    if isinstance(tree, Mapping) and dotted in tree:
+        return tree[dotted]
+    node = tree
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise _missing(key, dotted)
+    return node
+
+
+def _lookup_flat(key: KeySpec, pairs: Mapping[str, str], name: str) -> str:
+    if name not in pairs:
+        raise _missing(key, name)
+    return pairs[name]
+
+
+def _missing(key: KeySpec, dotted: str) -> SecretNotFoundError:
+    ref = key.secret
+    return SecretNotFoundError(
+        f"Key {key.name}: '{dotted}' was not found in {ref.path} after decryption",
+        hint="check the key path (dotted, e.g. openai.prod; a variable name "
+        "for dotenv files)",
+        file=str(ref.location),
+    )
+
+
+def _first(docs: list[Any]) -> object:
+    return docs[0] if docs else None
+
+
+def _yaml_docs(text: str, path: Path) -> list[Any]:
+    import yaml
+
+    # BaseLoader keeps every scalar a string: a key like 0123e45 stays intact.
+    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+    try:
+        return list(yaml.load_all(text, Loader=loader))
+    except yaml.YAMLError:
+        # The parser's message could quote a value: say only where it is.
+        raise ConfigError(
+            "the decrypted YAML cannot be parsed", file=os.fspath(path)
+        ) from None
+
+
+def _json(text: str, path: Path) -> object:
+    try:
+        return json.loads(text, parse_float=str, parse_int=str)
+    except ValueError:
+        raise ConfigError(
+            "the decrypted JSON cannot be parsed", file=os.fspath(path)
+        ) from None
+
+
+def _dotenv(text: str) -> dict[str, str]:
+    pairs = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            pairs[name.strip()] = value
+    return pairs
+
+
+def _ini(text: str) -> dict[str, str]:
+    """``section.option`` -> value, from sops's INI output."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return {}
+    return {
+        f"{section}.{option}": value
+        for section in parser.sections()
+        for option, value in parser.items(section)
+    }
