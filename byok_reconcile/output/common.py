@@ -76,6 +76,20 @@ def key_failures(key: KeyResult) -> list[str]:
     ]
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): " "})
+
+
+def printable(text: str) -> str:
+    """``text`` on one line, control characters shown as escapes.
+
+    Config values reach the terminal and CI logs through messages; a raw
+    newline could forge a line (or a workflow command) and ESC could drive
+    the terminal.
+    """
+    return text.translate(_CONTROL)
+
+
 def show_value(value: object) -> str:
     """A field value as JSON text; secrets reach here only as fingerprints."""
     if value is None:

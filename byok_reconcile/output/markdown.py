@@ -16,6 +16,7 @@ from byok_reconcile.output.common import (
     key_failures,
     pending,
     plan_counts,
+    printable,
     problem_counts,
     show_value,
     status_word,
@@ -33,7 +34,8 @@ def cell(value: object) -> str:
     """
     text = html.escape(str(value), quote=False)
     text = text.replace("|", "\\|").replace("@", "&#64;")
-    return text.replace("\r\n", "\n").replace("\n", "<br>")
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "<br>".join(printable(line) for line in lines)
 
 
 def render(report: Report, opts: Options) -> str:

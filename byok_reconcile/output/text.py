@@ -13,6 +13,7 @@ from byok_reconcile.output.common import (
     key_failures,
     pending,
     plan_counts,
+    printable,
     show_value,
 )
 from byok_reconcile.results import Change, FieldChange, KeyResult, Problem, Report
@@ -30,7 +31,7 @@ def render(report: Report, opts: Options) -> str:
     if not opts.quiet:
         lines.extend(_changes(report, opts))
         if report.summary:
-            lines.append(report.summary)
+            lines.append(printable(report.summary))
     return "\n".join(lines)
 
 
@@ -39,11 +40,11 @@ def _shown(problem: Problem, opts: Options) -> bool:
 
 
 def _problem(p: Problem, opts: Options) -> str:
-    where = f"{p.file}:{p.line}:{p.col}" if p.line else p.file
+    where = printable(f"{p.file}:{p.line}:{p.col}" if p.line else p.file)
     severity = paint(p.severity, _SEVERITY_COLOUR[p.severity], opts.colour)
-    text = f"{paint(where, 'bold', opts.colour)}: {severity}: {p.message}"
+    text = f"{paint(where, 'bold', opts.colour)}: {severity}: {printable(p.message)}"
     if p.hint:
-        text += f" ({p.hint})"
+        text += f" ({printable(p.hint)})"
     if opts.verbose and p.code:
         text += f" [{p.code}{' at ' + p.path if p.path else ''}]"
     return text
@@ -56,14 +57,14 @@ def _key(key: KeyResult, opts: Options) -> list[str]:
     if key.fingerprint:
         head += f"  {key.fingerprint}"
     if key.detail:
-        head += f"  {key.detail}"
+        head += f"  {printable(key.detail)}"
     if key.hint:
-        head += f" ({key.hint})"
+        head += f" ({printable(key.hint)})"
     lines = [head]
     if opts.verbose:
         lines += [f"  {t.target}: {t.verdict}" for t in key.targets]
     else:
-        lines += [f"  {line}" for line in key_failures(key)]
+        lines += [f"  {printable(line)}" for line in key_failures(key)]
     return lines
 
 
@@ -82,7 +83,7 @@ def _changes(report: Report, opts: Options) -> list[str]:
 
 def _change(change: Change, opts: Options) -> list[str]:
     sign = ACTION_SIGNS[change.action]
-    head = f"{sign} {change.action} {change.kind} {change.name}"
+    head = f"{sign} {change.action} {change.kind} {printable(change.name)}"
     lines = [paint(head, _ACTION_COLOUR.get(change.action, ""), opts.colour)]
     lines += [f"    {_field(change.action, f)}" for f in change.fields]
     if change.secret and (change.secret != "unchanged" or opts.verbose):
