@@ -19,7 +19,7 @@ from byok_reconcile.output.colour import paint, wants_colour
 from byok_reconcile.output.common import Options
 from byok_reconcile.results import VERDICTS, Report
 from tests.canary import assert_no_leak
-from tests.output_samples import canary_report, full_report
+from tests.test_output_samples import canary_report, full_report
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).parent.parent
