@@ -1,0 +1,524 @@
+"""Desired state, plan and apply: make a store match a configuration.
+
+The steps, in order:
+
+1. :func:`desired_state`: the rows the configuration asks for, with secret
+   fingerprints (or none, when secrets could not be decrypted);
+2. :func:`make_plan`: diff those rows against the store's rows managed by
+   the same source; rows of other sources and rows created by people
+   (source NULL) are never touched, and a name clash with them is a conflict;
+3. :func:`apply`: in one locked transaction, re-plan against the state
+   read under the lock, check conflicts, prune safety and a saved plan's
+   staleness, encrypt only the secrets that change, write, record history.
+
+A second apply of the same input finds nothing to change and writes nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from byok_reconcile.errors import ByokError, ConfigError, StoreConflictError
+from byok_reconcile.model import Config, KeySpec, Location
+from byok_reconcile.results import Change, FieldChange, Problem
+from byok_reconcile.secret import Secret
+from byok_reconcile.store import Store, Transaction
+from byok_reconcile.store.crypto import StoreKey, row_aad
+from byok_reconcile.store.rows import (
+    ApplyRecord,
+    FeatureRow,
+    KeyRow,
+    StoreState,
+    WriteSet,
+    canonical,
+)
+
+log = logging.getLogger("byok")
+
+KEY_FIELDS = ("provider", "settings", "models", "deployments", "description", "labels")
+FEATURE_FIELDS = ("key", "model", "deployment", "settings")
+# Test hook: seconds to sleep inside the apply transaction after writing, so
+# a test can kill the process mid-apply. Unset in normal use.
+SLEEP_HOOK = "BYOK_TESTHOOK_SLEEP_IN_APPLY"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the configuration asks the store to hold for one source."""
+
+    source: str
+    keys: dict[str, KeyRow]
+    features: dict[str, FeatureRow]
+    secrets: dict[str, Secret]
+    locations: dict[str, Location]
+    config_digest: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The changes one apply would make, and what it saw to decide them.
+
+    ``observed`` maps ``kind/name`` of every row in the plan's scope to the
+    row's content hash (None: no row), so a saved plan can tell whether the
+    store has changed since.
+    """
+
+    source: str
+    prune: bool
+    changes: tuple[Change, ...]
+    would_prune: tuple[str, ...]
+    conflicts: tuple[Problem, ...]
+    observed: dict[str, str | None]
+    config_digest: str
+    managed: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            a: sum(1 for c in self.changes if c.action == a)
+            for a in ("create", "update", "delete")
+        }
+
+    def digest(self) -> str:
+        body = {
+            "source": self.source,
+            "prune": self.prune,
+            "changes": [asdict(c) for c in self.changes],
+        }
+        return "sha256:" + hashlib.sha256(canonical(body).encode()).hexdigest()
+
+    def state_digest(self) -> str:
+        return "sha256:" + hashlib.sha256(canonical(self.observed).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an apply did. ``written`` is False when nothing changed."""
+
+    plan: Plan
+    written: bool
+    record: ApplyRecord | None = None
+    checked: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- 1. desired state --------------------------------------------------------
+
+
+def desired_state(
+    config: Config,
+    source: str,
+    secrets: Mapping[str, Secret | ByokError] | None = None,
+    verdicts: Mapping[str, str] | None = None,
+) -> Desired:
+    """The rows ``config`` asks for. A key whose secret is missing or failed
+    to decrypt gets no fingerprint, and its secret changes show as unknown."""
+    secrets = secrets or {}
+    verdicts = verdicts or {}
+    keys: dict[str, KeyRow] = {}
+    plain: dict[str, Secret] = {}
+    for name, spec in config.keys.items():
+        secret = secrets.get(name)
+        if isinstance(secret, Secret):
+            plain[name] = secret
+        keys[name] = _key_row(spec, source, plain.get(name), verdicts.get(name))
+    feats = {}
+    for name, feat in config.features.items():
+        owner = config.keys.get(feat.key)
+        model = feat.model
+        if owner is not None and feat.deployment:
+            model = owner.deployments.get(feat.deployment, feat.model)
+        provider = owner.provider if owner is not None else None
+        feats[name] = FeatureRow(
+            name=name,
+            source=source,
+            key=feat.key,
+            model=feat.model,
+            deployment=feat.deployment,
+            settings={"provider": provider, "model": model},
+        )
+    locations = {f"key/{n}": k.location for n, k in config.keys.items()}
+    locations.update({f"feature/{n}": f.location for n, f in config.features.items()})
+    return Desired(source, keys, feats, plain, locations, config.digest())
+
+
+def _key_row(
+    spec: KeySpec, source: str, secret: Secret | None, verdict: str | None
+) -> KeyRow:
+    return KeyRow(
+        name=spec.name,
+        source=source,
+        provider=spec.provider,
+        settings=dict(spec.settings),
+        models=tuple(spec.models),
+        deployments=dict(spec.deployments),
+        description=spec.description,
+        labels=dict(spec.labels),
+        fingerprint=secret.fingerprint if secret else None,
+        last4=(secret.last4 or None) if secret else None,
+        sealed=None,
+        verdict=verdict,
+    )
+
+
+# -- 2. plan -----------------------------------------------------------------
+
+Differ = Callable[[Any, Any], "Change | None"]
+
+
+def make_plan(desired: Desired, state: StoreState, *, prune: bool) -> Plan:
+    """Diff ``desired`` against ``state`` for ``desired.source``."""
+    src = desired.source
+    changes: list[Change] = []
+    conflicts: list[Problem] = []
+    orphans: list[str] = []
+    observed: dict[str, str | None] = {}
+    tables: tuple[tuple[str, Mapping[str, Any], Mapping[str, Any], Differ], ...] = (
+        ("key", desired.keys, state.keys, _diff_key),
+        ("feature", desired.features, state.features, _diff_feature),
+    )
+    managed = 0
+    for kind, wanted, stored, diff in tables:
+        for name in sorted(wanted):
+            ref = f"{kind}/{name}"
+            row = stored.get(name)
+            observed[ref] = row.compute_hash() if row is not None else None
+            if row is not None and row.source != src:
+                conflicts.append(_conflict(kind, name, row.source, desired))
+                continue
+            change = diff(wanted[name], row)
+            if change is not None:
+                changes.append(change)
+        for name in sorted(n for n, r in stored.items() if r.source == src):
+            managed += 1
+            if name in wanted:
+                continue
+            observed[f"{kind}/{name}"] = stored[name].compute_hash()
+            if prune:
+                changes.append(Change(kind, name, "delete"))  # type: ignore[arg-type]
+            else:
+                orphans.append(f"{kind}/{name}")
+    return Plan(
+        source=src,
+        prune=prune,
+        changes=tuple(changes),
+        would_prune=tuple(orphans),
+        conflicts=tuple(conflicts),
+        observed=observed,
+        config_digest=desired.config_digest,
+        managed=managed,
+    )
+
+
+def _field_value(row: Any, name: str) -> Any:
+    value = getattr(row, name)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _diff_fields(want: Any, have: Any, names: tuple[str, ...]) -> list[FieldChange]:
+    return [
+        FieldChange(n, _field_value(have, n), _field_value(want, n))
+        for n in names
+        if _field_value(have, n) != _field_value(want, n)
+    ]
+
+
+def _diff_key(want: KeyRow, have: KeyRow | None) -> Change | None:
+    if have is None:
+        fields = [FieldChange(n, None, _field_value(want, n)) for n in KEY_FIELDS]
+        fields.append(FieldChange("fingerprint", None, want.fingerprint or "unknown"))
+        return Change("key", want.name, "create", tuple(fields), "new")
+    fields = _diff_fields(want, have, KEY_FIELDS)
+    secret = _secret_change(want, have, fields)
+    if have.drifted:
+        fields.append(FieldChange("content", "changed outside byok", "rewritten"))
+    if not fields:
+        return None
+    return Change("key", want.name, "update", tuple(fields), secret)
+
+
+def _secret_change(want: KeyRow, have: KeyRow, fields: list[FieldChange]) -> Any:
+    if want.fingerprint is None:
+        # Without the secret, a change can be neither shown nor ruled out.
+        return "unknown"
+    if want.fingerprint != have.fingerprint or have.sealed is None:
+        fields.append(FieldChange("fingerprint", have.fingerprint, want.fingerprint))
+        return "changed"
+    return "unchanged"
+
+
+def _diff_feature(want: FeatureRow, have: FeatureRow | None) -> Change | None:
+    if have is None:
+        fields = [FieldChange(n, None, _field_value(want, n)) for n in FEATURE_FIELDS]
+        return Change("feature", want.name, "create", tuple(fields))
+    fields = _diff_fields(want, have, FEATURE_FIELDS)
+    if have.drifted:
+        fields.append(FieldChange("content", "changed outside byok", "rewritten"))
+    if not fields:
+        return None
+    return Change("feature", want.name, "update", tuple(fields))
+
+
+def _conflict(kind: str, name: str, owner: str | None, desired: Desired) -> Problem:
+    loc = desired.locations.get(f"{kind}/{name}", Location(""))
+    who = f"source {owner!r}" if owner else "someone outside byok (no source)"
+    return Problem(
+        file=loc.file,
+        line=loc.line,
+        col=loc.col,
+        message=f"{kind} {name!r} already exists in the store, managed by {who}",
+        code="store-ownership",
+        hint="rename it here, or have its owner remove it from the store",
+    )
+
+
+# -- 3. apply ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How to apply: prune, force past the prune safety stop, a saved plan."""
+
+    prune: bool = False
+    force: bool = False
+    saved: Mapping[str, Any] | None = None
+    git_revision: str | None = None
+    actor: str = ""
+
+
+def apply(
+    store: Store, desired: Desired, store_key: StoreKey, options: ApplyOptions
+) -> Outcome:
+    """Make ``store`` match ``desired`` in one locked transaction.
+
+    Raises :class:`StoreConflictError` on ownership clashes or a stale saved
+    plan, :class:`ConfigError` when a prune trips the safety stop, and
+    :class:`~byok_reconcile.errors.StoreKeyError` when the store holds
+    secrets under another store key. Any error leaves the store unchanged.
+    """
+    with store.transaction() as txn:
+        state = txn.state()
+        plan = make_plan(desired, state, prune=options.prune)
+        _refuse_conflicts(plan)
+        if options.saved is not None:
+            verify_saved(options.saved, plan, state)
+        _refuse_big_prune(plan, options.force)
+        _refuse_foreign_key(state, desired.source, store_key)
+        if not plan.has_changes:
+            return Outcome(plan, written=False)
+        writes = build_writes(plan, desired, state, store_key, _now())
+        writes.history = _history(plan, options)
+        txn.write(writes)
+        _sleep_hook(txn)
+        return Outcome(plan, written=True, record=writes.history)
+
+
+def _refuse_conflicts(plan: Plan) -> None:
+    if plan.conflicts:
+        first = plan.conflicts[0]
+        more = len(plan.conflicts) - 1
+        tail = f" (and {more} more)" if more else ""
+        where = f"{first.file}:{first.line}:{first.col}: " if first.line else ""
+        raise StoreConflictError(
+            f"{where}{first.message}{tail}; nothing was changed", hint=first.hint
+        )
+
+
+def _refuse_big_prune(plan: Plan, force: bool) -> None:
+    deletes = plan.counts()["delete"]
+    if force or not deletes or deletes * 2 <= plan.managed:
+        return
+    raise ConfigError(
+        f"the prune would delete {deletes} of the {plan.managed} objects that "
+        f"source {plan.source!r} manages (more than half); nothing was changed",
+        hint="check --source and the paths; pass --force if this is intended",
+    )
+
+
+def _refuse_foreign_key(state: StoreState, source: str, key: StoreKey) -> None:
+    from byok_reconcile.errors import StoreKeyError
+
+    for row in state.keys.values():
+        if row.source == source and row.sealed and row.sealed.key_id != key.key_id:
+            raise StoreKeyError(
+                f"key {row.name!r} in the store is encrypted under store key "
+                f"{row.sealed.key_id}, but the key given is {key.key_id}",
+                hint="give the store's key, or run `byok store rotate-key`",
+            )
+
+
+def build_writes(
+    plan: Plan, desired: Desired, state: StoreState, key: StoreKey, now: str
+) -> WriteSet:
+    """The rows to insert, update and delete; encrypts only changed secrets."""
+    writes = WriteSet()
+    for change in plan.changes:
+        if change.kind == "key":
+            _key_write(change, desired, state, key, now, writes)
+        else:
+            _feature_write(change, desired, state, now, writes)
+    return writes
+
+
+def _key_write(
+    change: Change,
+    desired: Desired,
+    state: StoreState,
+    key: StoreKey,
+    now: str,
+    writes: WriteSet,
+) -> None:
+    if change.action == "delete":
+        writes.key_deletes.append(change.name)
+        return
+    want = desired.keys[change.name]
+    have = state.keys.get(change.name)
+    secret = desired.secrets.get(change.name)
+    if secret is None:
+        raise ConfigError(
+            f"key {change.name!r} has no decrypted secret to store",
+            hint="apply needs every secret; check decryption keys and variables",
+        )
+    sealed = have.sealed if have is not None else None
+    if have is None or change.secret == "changed" or have.drifted or sealed is None:
+        sealed = key.seal(secret, row_aad(state.store_id, change.name))
+    row = replace(
+        want,
+        sealed=sealed,
+        verdict=want.verdict or (have.verdict if have else None),
+        created_at=have.created_at if have else now,
+        updated_at=now,
+        revision=(have.revision + 1) if have else 1,
+    )
+    row = replace(row, content_hash=row.compute_hash())
+    (writes.key_updates if have else writes.key_inserts).append(row)
+
+
+def _feature_write(
+    change: Change, desired: Desired, state: StoreState, now: str, writes: WriteSet
+) -> None:
+    if change.action == "delete":
+        writes.feature_deletes.append(change.name)
+        return
+    have = state.features.get(change.name)
+    row = replace(
+        desired.features[change.name],
+        created_at=have.created_at if have else now,
+        updated_at=now,
+        revision=(have.revision + 1) if have else 1,
+    )
+    row = replace(row, content_hash=row.compute_hash())
+    (writes.feature_updates if have else writes.feature_inserts).append(row)
+
+
+def _history(plan: Plan, options: ApplyOptions) -> ApplyRecord:
+    counts = plan.counts()
+    return ApplyRecord(
+        applied_at=_now(),
+        source=plan.source,
+        git_revision=options.git_revision,
+        created=counts["create"],
+        updated=counts["update"],
+        deleted=counts["delete"],
+        plan_digest=plan.digest(),
+        config_digest=plan.config_digest,
+        actor=options.actor or default_actor(),
+    )
+
+
+def _sleep_hook(txn: Transaction) -> None:
+    seconds = os.environ.get(SLEEP_HOOK)
+    if seconds:
+        log.warning("test hook: sleeping %ss inside the apply transaction", seconds)
+        time.sleep(float(seconds))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_actor() -> str:
+    try:
+        return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# -- saved plans -------------------------------------------------------------
+
+
+PLAN_KIND = "Plan"
+
+
+def plan_document(
+    plan: Plan, *, target: str, paths: list[str], config_digest: str
+) -> dict[str, Any]:
+    """The JSON a saved plan holds: no secrets, only fingerprints.
+
+    ``paths`` are the absolute config paths: ``byok apply plan.json``
+    re-reads them (secrets must come from somewhere) and refuses to go on
+    if their digest differs from ``configDigest``.
+    """
+    return {
+        "apiVersion": "byok/v1",
+        "kind": PLAN_KIND,
+        "source": plan.source,
+        "target": target,
+        "prune": plan.prune,
+        "paths": paths,
+        "configDigest": config_digest,
+        "stateDigest": plan.state_digest(),
+        "observed": plan.observed,
+        "planDigest": plan.digest(),
+        "changes": [asdict(c) for c in plan.changes],
+        "wouldPrune": list(plan.would_prune),
+    }
+
+
+def verify_saved(saved: Mapping[str, Any], plan: Plan, state: StoreState) -> None:
+    """Refuse to apply a saved plan when the store or the config changed.
+
+    A plan made without secrets may list an update whose secret turns out
+    unchanged, so the fresh plan may do less than the saved one, never more.
+    """
+    if saved.get("configDigest") != plan.config_digest:
+        raise StoreConflictError(
+            "the configuration changed since the plan was saved",
+            hint="run plan again and review it",
+        )
+    observed: Mapping[str, str | None] = saved.get("observed", {})
+    scope = sorted(set(observed) | set(plan.observed))
+    moved = [
+        ref
+        for ref in scope
+        if observed.get(ref) != _current_hash(state, ref)
+    ]
+    if moved:
+        names = ", ".join(moved[:5]) + (" ..." if len(moved) > 5 else "")
+        raise StoreConflictError(
+            f"the store changed since the plan was saved: {names}",
+            hint="run plan again and review it",
+        )
+    allowed = {(c["kind"], c["name"], c["action"]) for c in saved.get("changes", [])}
+    extra = [c for c in plan.changes if (c.kind, c.name, c.action) not in allowed]
+    if extra:
+        raise StoreConflictError(
+            f"applying now would {extra[0].action} {extra[0].kind} "
+            f"{extra[0].name!r}, which the saved plan does not contain",
+            hint="run plan again and review it",
+        )
+
+
+def _current_hash(state: StoreState, ref: str) -> str | None:
+    kind, _, name = ref.partition("/")
+    return state.row_digest(kind, name)

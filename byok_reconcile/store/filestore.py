@@ -1,0 +1,218 @@
+"""The file store: a folder holding ``state.json`` and an encrypted secrets file.
+
+``state.json`` is artifact-like JSON (keys with fingerprints, features,
+history) and names the secrets file it goes with, ``secrets-<digest>.json``,
+whose values are AES-256-GCM ciphertexts. A write puts the new secrets file
+beside the old one, then replaces ``state.json`` with an atomic rename: that
+rename is the commit, so a crash at any point leaves either the old or the
+new store. ``.lock`` serialises writers with ``flock``.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from byok_reconcile.errors import StoreError
+from byok_reconcile.store import schema
+from byok_reconcile.store.crypto import Sealed
+from byok_reconcile.store.rows import (
+    ApplyRecord,
+    FeatureRow,
+    KeyRow,
+    StoreState,
+    WriteSet,
+    canonical,
+)
+
+STATE = "state.json"
+LOCK = ".lock"
+
+
+class FileStore:
+    """A store in a folder. Open it with :meth:`open`."""
+
+    def __init__(self, root: Path, display: str) -> None:
+        self.root = root
+        self.display = display
+
+    @classmethod
+    def open(cls, url: str) -> FileStore:
+        root = Path(unquote(urlsplit(url).path))
+        store = cls(root, url)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if not (root / STATE).exists():
+                with store.transaction():
+                    pass
+        except OSError as exc:
+            raise _unavailable(url, exc) from None
+        return store
+
+    def close(self) -> None:
+        pass
+
+    def read(self) -> StoreState:
+        try:
+            return self._load()[0]
+        except OSError as exc:
+            raise _unavailable(self.display, exc) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[FileTransaction]:
+        try:
+            lock = open(self.root / LOCK, "a+b")  # noqa: SIM115 - held below
+        except OSError as exc:
+            raise _unavailable(self.display, exc) from None
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state, doc = self._load()
+            txn = FileTransaction(state, doc)
+            yield txn
+            if txn.changed:
+                self._commit(txn.state(), doc.get("history", []), txn)
+
+    def _load(self) -> tuple[StoreState, dict[str, Any]]:
+        path = self.root / STATE
+        if not path.exists():
+            empty = StoreState(uuid.uuid4().hex, schema.SCHEMA_VERSION, {}, {})
+            return empty, {"history": [], "new": True}
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        secrets_name = doc.get("secretsFile")
+        secrets = {}
+        if secrets_name:
+            text = (self.root / secrets_name).read_text(encoding="utf-8")
+            secrets = json.loads(text)["secrets"]
+        return _state_from(doc, secrets), doc
+
+    def _commit(
+        self, state: StoreState, history: list[dict[str, Any]], txn: FileTransaction
+    ) -> None:
+        history = history + [asdict(h) for h in txn.history]
+        for number, item in enumerate(history, start=1):
+            item["id"] = number
+        secrets = {n: _sealed_json(k.sealed) for n, k in state.keys.items() if k.sealed}
+        body = canonical({"secrets": secrets}).encode()
+        name = f"secrets-{hashlib.sha256(body).hexdigest()[:16]}.json"
+        _atomic_write(self.root / name, body)
+        doc = _state_doc(state, history, name)
+        old = self._current_secrets_name()
+        _atomic_write(self.root / STATE, json.dumps(doc, indent=2).encode())
+        if old and old != name:
+            (self.root / old).unlink(missing_ok=True)
+
+    def _current_secrets_name(self) -> str | None:
+        path = self.root / STATE
+        if not path.exists():
+            return None
+        name: str | None = json.loads(path.read_text())["secretsFile"]
+        return name
+
+
+class FileTransaction:
+    """Writes applied to an in-memory copy; saved when the block ends."""
+
+    def __init__(self, state: StoreState, doc: dict[str, Any]) -> None:
+        self._state = state
+        self.history: list[ApplyRecord] = []
+        self.changed = bool(doc.get("new"))
+
+    def state(self) -> StoreState:
+        return self._state
+
+    def write(self, writes: WriteSet) -> None:
+        if not writes:
+            return
+        keys = dict(self._state.keys)
+        feats = dict(self._state.features)
+        for k in [*writes.key_inserts, *writes.key_updates]:
+            keys[k.name] = k
+        for f in [*writes.feature_inserts, *writes.feature_updates]:
+            feats[f.name] = f
+        for name in writes.key_deletes:
+            keys.pop(name, None)
+        for name in writes.feature_deletes:
+            feats.pop(name, None)
+        if writes.history is not None:
+            self.history.append(writes.history)
+        self._state = replace(self._state, keys=keys, features=feats)
+        self.changed = True
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _unavailable(display: str, exc: OSError) -> StoreError:
+    return StoreError(
+        f"cannot use the store {display}: {exc.strerror or exc}",
+        hint="check that the folder exists and is writable",
+    )
+
+
+def _sealed_json(s: Sealed) -> dict[str, str]:
+    b64 = base64.b64encode
+    return {
+        "ciphertext": b64(s.ciphertext).decode(),
+        "nonce": b64(s.nonce).decode(),
+        "keyId": s.key_id,
+    }
+
+
+def _state_doc(
+    state: StoreState, history: list[dict[str, Any]], secrets_name: str
+) -> dict[str, Any]:
+    keys = []
+    for k in sorted(state.keys.values(), key=lambda k: k.name):
+        item = asdict(k)
+        item.pop("sealed")
+        item["models"] = list(k.models)
+        keys.append(item)
+    feats = [asdict(f) for f in sorted(state.features.values(), key=lambda f: f.name)]
+    return {
+        "apiVersion": "byok/v1",
+        "kind": "Store",
+        "storeId": state.store_id,
+        "schemaVersion": state.schema_version,
+        "secretsFile": secrets_name,
+        "keys": keys,
+        "features": feats,
+        "history": history,
+    }
+
+
+def _state_from(doc: dict[str, Any], secrets: dict[str, Any]) -> StoreState:
+    keys = {}
+    for item in doc["keys"]:
+        raw = secrets.get(item["name"])
+        sealed = None
+        if raw:
+            d = base64.b64decode
+            sealed = Sealed(d(raw["ciphertext"]), d(raw["nonce"]), raw["keyId"])
+        item = {**item, "models": tuple(item["models"]), "sealed": sealed}
+        keys[item["name"]] = KeyRow(**item)
+    feats = {f["name"]: FeatureRow(**f) for f in doc["features"]}
+    latest: dict[str, ApplyRecord] = {}
+    for h in doc.get("history", []):
+        latest[h["source"]] = ApplyRecord(**h)
+    return StoreState(doc["storeId"], doc["schemaVersion"], keys, feats, latest)

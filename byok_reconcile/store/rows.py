@@ -1,0 +1,169 @@
+"""The records a store holds, as plain frozen dataclasses.
+
+Every backend (SQL, file) reads into and writes from these records, so the
+plan and apply logic never sees a database row. ``content_hash`` is written
+by apply over a row's content; a row whose recomputed hash differs was
+changed by other means (drift).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from byok_reconcile.store.crypto import Sealed
+
+
+def canonical(value: Any) -> str:
+    """Stable JSON: sorted keys, no spaces, so equal values hash equally."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """A stored Key. ``sealed`` is the encrypted secret, if any."""
+
+    name: str
+    source: str | None
+    provider: str
+    settings: dict[str, Any]
+    models: tuple[str, ...]
+    deployments: dict[str, str]
+    description: str | None
+    labels: dict[str, str]
+    fingerprint: str | None
+    last4: str | None
+    sealed: Sealed | None
+    verdict: str | None
+    created_at: str = ""
+    updated_at: str = ""
+    revision: int = 0
+    content_hash: str | None = None
+
+    def content(self) -> dict[str, Any]:
+        """What the content hash covers: everything but bookkeeping."""
+        sealed = self.sealed
+        return {
+            "kind": "key",
+            "name": self.name,
+            "source": self.source,
+            "provider": self.provider,
+            "settings": self.settings,
+            "models": list(self.models),
+            "deployments": self.deployments,
+            "description": self.description,
+            "labels": self.labels,
+            "fingerprint": self.fingerprint,
+            "last4": self.last4,
+            "ciphertext": sealed.ciphertext.hex() if sealed else None,
+            "nonce": sealed.nonce.hex() if sealed else None,
+            "keyId": sealed.key_id if sealed else None,
+            "verdict": self.verdict,
+        }
+
+    def compute_hash(self) -> str:
+        return _digest(self.content())
+
+    @property
+    def drifted(self) -> bool:
+        return self.content_hash != self.compute_hash()
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """A stored feature mapping. ``settings`` holds the resolved provider
+    and model (for Azure, the model behind the deployment)."""
+
+    name: str
+    source: str | None
+    key: str
+    model: str | None
+    deployment: str | None
+    settings: dict[str, Any]
+    created_at: str = ""
+    updated_at: str = ""
+    revision: int = 0
+    content_hash: str | None = None
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "kind": "feature",
+            "name": self.name,
+            "source": self.source,
+            "key": self.key,
+            "model": self.model,
+            "deployment": self.deployment,
+            "settings": self.settings,
+        }
+
+    def compute_hash(self) -> str:
+        return _digest(self.content())
+
+    @property
+    def drifted(self) -> bool:
+        return self.content_hash != self.compute_hash()
+
+
+@dataclass(frozen=True)
+class ApplyRecord:
+    """One apply in the store's history."""
+
+    applied_at: str
+    source: str
+    git_revision: str | None
+    created: int
+    updated: int
+    deleted: int
+    plan_digest: str
+    config_digest: str
+    actor: str
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """Everything a store holds, loaded with one read per table."""
+
+    store_id: str
+    schema_version: int
+    keys: dict[str, KeyRow]
+    features: dict[str, FeatureRow]
+    last_applies: dict[str, ApplyRecord] = field(default_factory=dict)
+
+    def row_digest(self, kind: str, name: str) -> str | None:
+        """The recomputed hash of one row, or None when there is none."""
+        table: dict[str, Any] = self.keys if kind == "key" else self.features
+        row = table.get(name)
+        return row.compute_hash() if row is not None else None
+
+
+@dataclass
+class WriteSet:
+    """The rows one apply writes; empty means the apply writes nothing."""
+
+    key_inserts: list[KeyRow] = field(default_factory=list)
+    key_updates: list[KeyRow] = field(default_factory=list)
+    key_deletes: list[str] = field(default_factory=list)
+    feature_inserts: list[FeatureRow] = field(default_factory=list)
+    feature_updates: list[FeatureRow] = field(default_factory=list)
+    feature_deletes: list[str] = field(default_factory=list)
+    history: ApplyRecord | None = None
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.key_inserts,
+                self.key_updates,
+                self.key_deletes,
+                self.feature_inserts,
+                self.feature_updates,
+                self.feature_deletes,
+                self.history,
+            )
+        )

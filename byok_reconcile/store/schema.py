@@ -1,0 +1,117 @@
+"""The SQL schema and its migrations.
+
+``byok_meta`` holds the schema version and the store's random id (bound
+into every ciphertext). Migrations are numbered and run in order, each in
+the same locked transaction that opens the store, so two processes opening
+a new store at once do not race.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+from sqlalchemy.engine import Connection
+
+metadata = MetaData()
+
+meta = Table(
+    "byok_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+keys = Table(
+    "byok_keys",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("source", String(200), nullable=True, index=True),
+    Column("provider", String(32), nullable=False),
+    Column("settings", Text, nullable=False),
+    Column("models", Text, nullable=False),
+    Column("deployments", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("labels", Text, nullable=False),
+    Column("fingerprint", String(32), nullable=True),
+    Column("last4", String(4), nullable=True),
+    Column("ciphertext", LargeBinary, nullable=True),
+    Column("nonce", LargeBinary, nullable=True),
+    Column("store_key_id", String(16), nullable=True),
+    Column("verdict", String(32), nullable=True),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("content_hash", String(80), nullable=True),
+)
+
+features = Table(
+    "byok_features",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("source", String(200), nullable=True, index=True),
+    Column("key_name", String(63), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("deployment", String(200), nullable=True),
+    Column("settings", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("content_hash", String(80), nullable=True),
+)
+
+applies = Table(
+    "byok_applies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("applied_at", String(40), nullable=False),
+    Column("source", String(200), nullable=False, index=True),
+    Column("git_revision", String(64), nullable=True),
+    Column("created", Integer, nullable=False),
+    Column("updated", Integer, nullable=False),
+    Column("deleted", Integer, nullable=False),
+    Column("plan_digest", String(80), nullable=False),
+    Column("config_digest", String(80), nullable=False),
+    Column("actor", String(200), nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[keys, features, applies], checkfirst=True)
+    conn.execute(meta.insert().values(name="store_id", value=uuid.uuid4().hex))
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def read_meta(conn: Connection) -> dict[str, str]:
+    rows = conn.execute(select(meta.c.name, meta.c.value)).all()
+    return {name: value for name, value in rows}
+
+
+def pending(conn: Connection) -> int:
+    """The schema version the store has now (0 for an empty database)."""
+    if not conn.dialect.has_table(conn, "byok_meta"):
+        return 0
+    return int(read_meta(conn).get("schema_version", "0"))
+
+
+def migrate(conn: Connection, current: int) -> None:
+    """Run every migration after ``current``, in order, on ``conn``."""
+    meta.create(conn, checkfirst=True)
+    for number, step in enumerate(MIGRATIONS, start=1):
+        if number > current:
+            step(conn)
+    conn.execute(meta.delete().where(meta.c.name == "schema_version"))
+    conn.execute(meta.insert().values(name="schema_version", value=str(SCHEMA_VERSION)))

@@ -1,0 +1,323 @@
+"""The SQL store: SQLite and PostgreSQL through SQLAlchemy Core.
+
+Locking: on SQLite a writing transaction starts with ``BEGIN IMMEDIATE``,
+which takes the database's write lock before the first read; on PostgreSQL it
+takes ``pg_advisory_xact_lock`` first, released at commit or rollback. Either
+way the state an apply plans against is the state it writes over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import bindparam, event, func, select
+from sqlalchemy.engine import Connection, Engine, Row
+
+from byok_reconcile.errors import StoreError
+from byok_reconcile.store import redact_url, schema
+from byok_reconcile.store.crypto import Sealed
+from byok_reconcile.store.rows import (
+    ApplyRecord,
+    FeatureRow,
+    KeyRow,
+    StoreState,
+    WriteSet,
+    canonical,
+)
+
+log = logging.getLogger("byok")
+
+# Any constant works; it only has to be the same for every byok process.
+ADVISORY_LOCK_ID = 0x6279_6F6B
+SQLITE_BUSY_SECONDS = 60.0
+
+
+class SqlStore:
+    """A store in a SQL database. Open it with :meth:`open`."""
+
+    def __init__(self, engine: Engine, display: str) -> None:
+        self.engine = engine
+        self.display = display
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @classmethod
+    def open(cls, url: str) -> SqlStore:
+        display = redact_url(url)
+        with translate(display, url):
+            store = cls(_make_engine(url), display)
+            store._ensure_schema()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def read(self) -> StoreState:
+        with translate(self.display), self._connect(lock=False) as conn:
+            return load_state(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        with translate(self.display), self._connect(lock=True) as conn:
+            yield SqlTransaction(conn)
+
+    @contextmanager
+    def _connect(self, *, lock: bool) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if not self.is_sqlite and not lock:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            conn = conn.execution_options(byok_lock=lock)
+            with conn.begin():
+                if lock and not self.is_sqlite:
+                    conn.execute(
+                        select(func.pg_advisory_xact_lock(ADVISORY_LOCK_ID))
+                    )
+                yield conn
+
+    def _ensure_schema(self) -> None:
+        with self._connect(lock=False) as conn:
+            version = schema.pending(conn)
+        if version == schema.SCHEMA_VERSION:
+            return
+        if version > schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.display} has schema version {version}, newer than this "
+                f"byok knows ({schema.SCHEMA_VERSION})",
+                hint="upgrade byok-reconcile",
+            )
+        with self._connect(lock=True) as conn:
+            # Another process may have migrated while we waited for the lock.
+            version = schema.pending(conn)
+            if version < schema.SCHEMA_VERSION:
+                target = schema.SCHEMA_VERSION
+                log.info("migrating %s to schema %d", self.display, target)
+                schema.migrate(conn, version)
+
+
+class SqlTransaction:
+    """A locked SQL transaction; see :class:`byok_reconcile.store.Transaction`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def state(self) -> StoreState:
+        return load_state(self.conn)
+
+    def write(self, writes: WriteSet) -> None:
+        conn = self.conn
+        _upsert(conn, schema.keys, [key_values(r) for r in writes.key_inserts], [])
+        _upsert(conn, schema.keys, [], [key_values(r) for r in writes.key_updates])
+        _delete(conn, schema.keys, writes.key_deletes)
+        feats = schema.features
+        _upsert(conn, feats, [feature_values(r) for r in writes.feature_inserts], [])
+        _upsert(conn, feats, [], [feature_values(r) for r in writes.feature_updates])
+        _delete(conn, feats, writes.feature_deletes)
+        if writes.history is not None:
+            conn.execute(schema.applies.insert(), [history_values(writes.history)])
+
+
+def _upsert(
+    conn: Connection, table: Any, inserts: list[dict[str, Any]], updates: list[dict]
+) -> None:
+    if inserts:
+        conn.execute(table.insert(), inserts)
+    if updates:
+        stmt = table.update().where(table.c.name == bindparam("b_name"))
+        conn.execute(stmt, [{**u, "b_name": u["name"]} for u in updates])
+
+
+def _delete(conn: Connection, table: Any, names: list[str]) -> None:
+    if names:
+        stmt = table.delete().where(table.c.name == bindparam("b_name"))
+        conn.execute(stmt, [{"b_name": n} for n in names])
+
+
+def _make_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine
+
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        _sqlite_locking(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=False)
+
+
+def _sqlite_locking(engine: Engine) -> None:
+    # pysqlite's own transaction handling cannot start BEGIN IMMEDIATE, so we
+    # take it over, as the SQLAlchemy documentation recommends.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        lock = conn.get_execution_options().get("byok_lock", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if lock else "BEGIN")
+
+
+@contextmanager
+def translate(display: str, url: str | None = None) -> Iterator[None]:
+    """Turn driver errors into :class:`StoreError`, with no password in them."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    try:
+        yield
+    except DBAPIError as exc:
+        detail = _first_line(exc.orig) if exc.orig else type(exc).__name__
+        raise StoreError(
+            f"cannot use the store {display}: {_scrub(detail, url)}",
+            hint="check the target URL, that the server is up, and its credentials",
+        ) from None
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise StoreError(
+            f"cannot open the store {display}: {type(exc).__name__}",
+            hint="check the target URL",
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _scrub(text: str, url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    password = urlsplit(url).password if url else None
+    return text.replace(password, "***") if password else text
+
+
+# -- rows <-> records ---------------------------------------------------------
+
+
+def load_state(conn: Connection) -> StoreState:
+    """Read the whole store: one SELECT per table."""
+    meta = schema.read_meta(conn)
+    keys = {r.name: key_row(r) for r in conn.execute(select(schema.keys))}
+    feats = {r.name: feature_row(r) for r in conn.execute(select(schema.features))}
+    return StoreState(
+        store_id=meta["store_id"],
+        schema_version=int(meta.get("schema_version", "0")),
+        keys=keys,
+        features=feats,
+        last_applies=_last_applies(conn),
+    )
+
+
+def _last_applies(conn: Connection) -> dict[str, ApplyRecord]:
+    a = schema.applies
+    latest = select(func.max(a.c.id)).group_by(a.c.source).scalar_subquery()
+    rows = conn.execute(select(a).where(a.c.id.in_(latest)))
+    return {r.source: history_row(r) for r in rows}
+
+
+def key_row(r: Row[Any]) -> KeyRow:
+    sealed = None
+    if r.ciphertext is not None:
+        sealed = Sealed(bytes(r.ciphertext), bytes(r.nonce or b""), r.store_key_id)
+    return KeyRow(
+        name=r.name,
+        source=r.source,
+        provider=r.provider,
+        settings=json.loads(r.settings),
+        models=tuple(json.loads(r.models)),
+        deployments=json.loads(r.deployments),
+        description=r.description,
+        labels=json.loads(r.labels),
+        fingerprint=r.fingerprint,
+        last4=r.last4,
+        sealed=sealed,
+        verdict=r.verdict,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        revision=r.revision,
+        content_hash=r.content_hash,
+    )
+
+
+def key_values(k: KeyRow) -> dict[str, Any]:
+    s = k.sealed
+    return {
+        "name": k.name,
+        "source": k.source,
+        "provider": k.provider,
+        "settings": canonical(k.settings),
+        "models": canonical(list(k.models)),
+        "deployments": canonical(k.deployments),
+        "description": k.description,
+        "labels": canonical(k.labels),
+        "fingerprint": k.fingerprint,
+        "last4": k.last4,
+        "ciphertext": s.ciphertext if s else None,
+        "nonce": s.nonce if s else None,
+        "store_key_id": s.key_id if s else None,
+        "verdict": k.verdict,
+        "created_at": k.created_at,
+        "updated_at": k.updated_at,
+        "revision": k.revision,
+        "content_hash": k.content_hash,
+    }
+
+
+def feature_row(r: Row[Any]) -> FeatureRow:
+    return FeatureRow(
+        name=r.name,
+        source=r.source,
+        key=r.key_name,
+        model=r.model,
+        deployment=r.deployment,
+        settings=json.loads(r.settings),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        revision=r.revision,
+        content_hash=r.content_hash,
+    )
+
+
+def feature_values(f: FeatureRow) -> dict[str, Any]:
+    return {
+        "name": f.name,
+        "source": f.source,
+        "key_name": f.key,
+        "model": f.model,
+        "deployment": f.deployment,
+        "settings": canonical(f.settings),
+        "created_at": f.created_at,
+        "updated_at": f.updated_at,
+        "revision": f.revision,
+        "content_hash": f.content_hash,
+    }
+
+
+def history_row(r: Row[Any]) -> ApplyRecord:
+    return ApplyRecord(
+        applied_at=r.applied_at,
+        source=r.source,
+        git_revision=r.git_revision,
+        created=r.created,
+        updated=r.updated,
+        deleted=r.deleted,
+        plan_digest=r.plan_digest,
+        config_digest=r.config_digest,
+        actor=r.actor,
+        id=r.id,
+    )
+
+
+def history_values(h: ApplyRecord) -> dict[str, Any]:
+    return {
+        "applied_at": h.applied_at,
+        "source": h.source,
+        "git_revision": h.git_revision,
+        "created": h.created,
+        "updated": h.updated,
+        "deleted": h.deleted,
+        "plan_digest": h.plan_digest,
+        "config_digest": h.config_digest,
+        "actor": h.actor,
+    }
