@@ -1,0 +1,220 @@
+"""Probes: what to ask each provider to prove a key and its targets.
+
+Free by default: listing models proves an OpenAI-style key and which models
+it sees; an Azure deployment is proven by posting an empty body to it (400
+means the key and the deployment were accepted, 404 DeploymentNotFound that
+the deployment is missing). ``--deep`` sends one real, minimal request per
+model or deployment, which spends tokens and is how exhausted quota shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from byok_reconcile.model import KeySpec
+from byok_reconcile.providers.classify import Outcome, Phase
+from byok_reconcile.providers.session import ProbeFailure, Session
+from byok_reconcile.results import (
+    MODEL_UNAVAILABLE,
+    UNREACHABLE,
+    VALID,
+    TargetResult,
+)
+from byok_reconcile.secret import Secret
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+PING = "ping"
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What a probe found: the key's own outcome and one per target."""
+
+    key: Outcome
+    targets: tuple[TargetResult, ...]
+    host: str = ""
+
+
+def skipped(targets: tuple[str, ...], outcome: Outcome) -> tuple[TargetResult, ...]:
+    """Targets left unchecked because the key itself failed."""
+    detail = f"not checked: {outcome.detail}" if outcome.detail else "not checked"
+    return tuple(
+        TargetResult(t, outcome.verdict, detail, request_id=outcome.request_id)
+        for t in targets
+    )
+
+
+def _target(name: str, outcome: Outcome, proven: str = "") -> TargetResult:
+    return TargetResult(
+        name, outcome.verdict, outcome.detail, proven, outcome.request_id
+    )
+
+
+def _is_embedding(model: str) -> bool:
+    return "embed" in model.lower()
+
+
+def _request_id(raw: Any) -> str | None:
+    headers = raw.headers
+    return headers.get("x-request-id") or headers.get("apim-request-id")
+
+
+def _call(session: Session, secret: Secret, phase: Phase,
+          fn: Callable[[], Any]) -> tuple[Outcome, Any]:
+    """Run ``fn`` (a raw-response SDK call); a failure becomes an Outcome."""
+    try:
+        raw = session.call(fn, phase, secret)
+    except ProbeFailure as failure:
+        return failure.outcome, None
+    return Outcome(VALID, request_id=_request_id(raw)), raw
+
+
+def _model_ids(raw: Any) -> set[str] | None:
+    try:
+        data = json.loads(raw.http_response.text)
+        return {str(m["id"]) for m in data["data"]}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# -- OpenAI and OpenAI-compatible ------------------------------------------
+
+
+def probe_openai(session: Session, spec: KeySpec, secret: Secret) -> Probed:
+    """Prove an openai or openai_compatible key and each of its models."""
+    base = spec.settings.get("baseUrl") or OPENAI_BASE_URL
+    refused = session.admit(spec.provider, base)
+    if refused is not None:
+        return Probed(refused, skipped(spec.targets, refused))
+    client = session.openai_client(
+        base, secret, spec.settings.get("organization"), spec.settings.get("project")
+    )
+    listed, raw = _call(session, secret, "key", client.models.with_raw_response.list)
+    if listed.verdict == VALID:
+        return _from_listing(session, client, spec, secret, listed, raw)
+    if listed.restricted:
+        return _restricted(session, client, spec, secret, listed)
+    return Probed(listed, skipped(spec.targets, listed))
+
+
+def _from_listing(session: Session, client: openai.OpenAI, spec: KeySpec,
+                  secret: Secret, listed: Outcome, raw: Any) -> Probed:
+    ids = _model_ids(raw)
+    if ids is None:
+        bad = Outcome(UNREACHABLE, "the model list could not be read",
+                      "check that the base URL points at an OpenAI-style API",
+                      listed.request_id)
+        return Probed(bad, skipped(spec.targets, bad))
+    key = Outcome(VALID, "key accepted (GET /models)", request_id=listed.request_id)
+    targets = []
+    for model in spec.models:
+        if session.options.deep:
+            targets.append(_deep_openai(session, client, model, secret))
+        elif model in ids:
+            ok = Outcome(VALID, request_id=listed.request_id)
+            targets.append(_target(model, ok, "listed by GET /models"))
+        else:
+            targets.append(_target(model, Outcome(
+                MODEL_UNAVAILABLE, "not in the key's model list",
+                request_id=listed.request_id)))
+    return Probed(key, tuple(targets))
+
+
+def _restricted(session: Session, client: openai.OpenAI, spec: KeySpec,
+                secret: Secret, listed: Outcome) -> Probed:
+    # 403 "Missing scopes" on the list: the key authenticated, so it is
+    # valid, only restricted. Prove each model one by one instead.
+    key = Outcome(VALID, f"restricted key, cannot list models ({listed.detail})",
+                  request_id=listed.request_id)
+    targets = []
+    for model in spec.models:
+        if session.options.deep:
+            targets.append(_deep_openai(session, client, model, secret))
+            continue
+        fn = lambda m=model: client.models.with_raw_response.retrieve(m)  # noqa: E731
+        outcome, _ = _call(session, secret, "model", fn)
+        proven = "GET /models/{model} answered" if outcome.verdict == VALID else (
+            "key authenticated; model not proven (try --deep)")
+        targets.append(_target(model, outcome, proven))
+    return Probed(key, tuple(targets))
+
+
+def _deep_openai(session: Session, client: openai.OpenAI, model: str,
+                 secret: Secret) -> TargetResult:
+    fn = _real_request(client, model, _is_embedding(model))
+    outcome, _ = _call(session, secret, "deep", fn)
+    proven = "answered a real request" if outcome.verdict == VALID else ""
+    return _target(model, outcome, proven)
+
+
+def _real_request(
+    client: openai.OpenAI, model: str, embedding: bool
+) -> Callable[[], Any]:
+    if embedding:
+        return lambda: client.embeddings.with_raw_response.create(
+            model=model, input=PING
+        )
+    return lambda: client.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[{"role": "user", "content": PING}],
+        max_completion_tokens=1,
+    )
+
+
+def _empty_request(
+    client: openai.OpenAI, model: str, embedding: bool
+) -> Callable[[], Any]:
+    # Deliberately invalid: refused with 400 once auth and routing passed.
+    if embedding:
+        return lambda: client.embeddings.with_raw_response.create(
+            model=model, input=[]
+        )
+    return lambda: client.chat.completions.with_raw_response.create(
+        model=model, messages=[]
+    )
+
+
+# -- Azure OpenAI -----------------------------------------------------------
+
+
+def probe_azure(session: Session, spec: KeySpec, secret: Secret) -> Probed:
+    """Prove an Azure key + endpoint + api-version, then each deployment."""
+    endpoint = spec.settings.get("endpoint", "").rstrip("/")
+    version = spec.settings.get("apiVersion", "")
+    refused = session.admit(spec.provider, endpoint + "/")
+    if refused is not None:
+        return Probed(refused, skipped(spec.targets, refused))
+    client: openai.OpenAI
+    if version == "v1":
+        client = session.openai_client(f"{endpoint}/openai/v1/", secret)
+    else:
+        client = session.azure_client(endpoint, version, secret)
+    listed, _ = _call(session, secret, "key", client.models.with_raw_response.list)
+    if listed.verdict != VALID:
+        return Probed(listed, skipped(spec.targets, listed))
+    key = Outcome(VALID, "key, endpoint and API version accepted",
+                  request_id=listed.request_id)
+    targets = tuple(
+        _probe_deployment(session, client, name, model, secret)
+        for name, model in spec.deployments.items()
+    )
+    return Probed(key, targets)
+
+
+def _probe_deployment(session: Session, client: openai.OpenAI, name: str,
+                      model: str, secret: Secret) -> TargetResult:
+    embedding = _is_embedding(model or name)
+    if session.options.deep:
+        fn = _real_request(client, name, embedding)
+        outcome, _ = _call(session, secret, "deep", fn)
+        proven = "answered a real request"
+    else:
+        fn = _empty_request(client, name, embedding)
+        outcome, _ = _call(session, secret, "deployment", fn)
+        proven = "deployment exists and accepts the key (no tokens spent)"
+    return _target(name, outcome, proven if outcome.verdict == VALID else "")
