@@ -63,7 +63,8 @@ def source_path(ref: SecretRef) -> Path | None:
         return None
     if ref.path.is_absolute() or ref.path.exists():
         return ref.path
-    return Path(ref.location.file).parent / ref.path
+    # Lexical, like git paths: "keys/../secrets/x" works even without keys/.
+    return Path(os.path.normpath(Path(ref.location.file).parent / ref.path))
 
 
 def _resolve_one(
