@@ -143,6 +143,10 @@ def _inspect(path: Path) -> sopsmeta.SopsMeta:
     if not path.is_file():
         msg = "file not found" if not path.exists() else "not a regular file"
         raise SecretNotFoundError(msg, hint="check the path", file=os.fspath(path))
+    if not os.access(path, os.R_OK):
+        raise SecretNotFoundError(
+            "cannot be read", hint="check its permissions", file=os.fspath(path)
+        )
     meta = sopsmeta.inspect_file(path)
     if meta is None:
         raise _not_encrypted(os.fspath(path))

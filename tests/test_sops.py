@@ -110,7 +110,13 @@ def test_decrypt_logs_argv_but_no_value(
         key_doc(make_secret()), tmp_path / "k.yaml", recipients=age_identity.recipient
     )
     caplog.set_level(logging.DEBUG, logger="byok")
-    sops.decrypt(path)
+    # Another test may have set propagate=False on "byok" (CLI logging setup).
+    logger = logging.getLogger("byok")
+    logger.addHandler(caplog.handler)
+    try:
+        sops.decrypt(path)
+    finally:
+        logger.removeHandler(caplog.handler)
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("--decrypt" in m and "exit 0" in m for m in debug)
     assert_no_leak(caplog.text, "log")
