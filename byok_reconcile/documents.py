@@ -1,0 +1,250 @@
+"""Find the files, load them, and sort their documents into byok kinds.
+
+A file's top-level ``sops`` block is sops metadata, not configuration: it is
+removed here and remembered, so later rules know the file is encrypted. A
+file with sops metadata and no ``apiVersion`` is a sops data file (the target
+of a ``fromFile``) and is skipped silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from byok_reconcile.model import Location, SourceFile
+from byok_reconcile.results import Problem, Severity
+from byok_reconcile.sopsmeta import SopsMeta, inspect_documents
+from byok_reconcile.yamlload import JsonPath, LoadedDocument, load_bytes, path_text
+
+API_VERSION = "byok/v1"
+KINDS = ("Key", "FeatureMapping", "FeatureCatalog", "Policy")
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One byok document of a known kind, with its file and sops status."""
+
+    kind: str
+    file: str
+    path: Path
+    loaded: LoadedDocument
+    sops: SopsMeta | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.loaded.data  # type: ignore[assignment]
+        return data
+
+    @property
+    def name(self) -> str | None:
+        meta = self.data.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return name if isinstance(name, str) else None
+
+    @property
+    def index(self) -> int:
+        return self.loaded.index
+
+    def location(self, path: JsonPath = (), *, key: bool = False) -> Location:
+        line, col = self.loaded.key_mark(path) if key else self.loaded.mark(path)
+        return Location(self.file, line, col)
+
+    def problem(
+        self,
+        path: JsonPath,
+        message: str,
+        code: str,
+        hint: str | None = None,
+        *,
+        key: bool = False,
+        severity: Severity = "error",
+    ) -> Problem:
+        """A problem at ``path`` (at its key with ``key``) in this document."""
+        where = self.location(path, key=key)
+        return Problem(
+            self.file,
+            where.line,
+            where.col,
+            message,
+            code,
+            severity,
+            path_text(path),
+            hint,
+        )
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """A file as loaded: its byok documents and the problems met."""
+
+    source: SourceFile
+    documents: tuple[Document, ...]
+    problems: tuple[Problem, ...]
+
+
+def discover(paths: Sequence[str | Path]) -> tuple[list[SourceFile], list[Problem]]:
+    """The files to read, each once, in a stable order, with display paths."""
+    found: dict[Path, str] = {}
+    problems: list[Problem] = []
+    cwd = Path.cwd()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for file in _walk(path):
+                found.setdefault(file.resolve(), _display(file, cwd))
+        elif path.is_file():
+            found.setdefault(path.resolve(), _display(path, cwd))
+        else:
+            problems.append(_missing(path, cwd))
+    files = [SourceFile(p, d, "") for p, d in found.items()]
+    files.sort(key=lambda f: f.display)
+    return files, problems
+
+
+def _walk(root: Path) -> list[Path]:
+    """``*.yaml``/``*.yml`` under ``root``, skipping hidden entries and
+    ``.sops.yaml``."""
+    out: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith(".") and name.endswith(SUFFIXES):
+                out.append(Path(folder, name))
+    return out
+
+
+def _display(path: Path, cwd: Path) -> str:
+    if path.is_absolute():
+        try:
+            return path.relative_to(cwd).as_posix()
+        except ValueError:
+            return path.as_posix()
+    return path.as_posix()
+
+
+def _missing(path: Path, cwd: Path) -> Problem:
+    return Problem(
+        _display(path, cwd),
+        0,
+        0,
+        "no such file or folder",
+        "path",
+        hint="check the path",
+    )
+
+
+def load_source(source: SourceFile) -> LoadedSource:
+    """Read one file and sort its documents; never raises on bad content."""
+    try:
+        data = source.path.read_bytes()
+    except OSError as exc:
+        problem = Problem(
+            source.display, 0, 0, f"cannot read the file: {exc.strerror}", "read"
+        )
+        return LoadedSource(source, (), (problem,))
+    source = SourceFile(source.path, source.display, hashlib.sha256(data).hexdigest())
+    loaded = load_bytes(data, source.display)
+    sops = _strip_sops(loaded.documents)
+    documents: list[Document] = []
+    problems = list(loaded.problems)
+    for doc in loaded.documents:
+        kind = _classify(doc, source.display, sops, problems)
+        if kind is not None:
+            documents.append(Document(kind, source.display, source.path, doc, sops))
+    return LoadedSource(source, tuple(documents), tuple(problems))
+
+
+def _strip_sops(docs: Sequence[LoadedDocument]) -> SopsMeta | None:
+    """Remove the sops metadata block from the documents holding one."""
+    meta = inspect_documents([d.data for d in docs])
+    if meta is None:
+        return None
+    for doc in docs:
+        if isinstance(doc.data, dict) and isinstance(doc.data.get("sops"), dict):
+            del doc.data["sops"]
+    return meta
+
+
+def _classify(
+    doc: LoadedDocument,
+    file: str,
+    sops: SopsMeta | None,
+    problems: list[Problem],
+) -> str | None:
+    """The document's kind, or None (with a problem unless it is to skip)."""
+    data = doc.data
+    if data is None:
+        return None  # an empty document between two '---'
+    if not isinstance(data, dict):
+        problems.append(_not_byok(doc, file, "it is not a mapping"))
+        return None
+    if "apiVersion" not in data:
+        if sops is not None:
+            return None  # a sops data file, such as a fromFile target
+        problems.append(_not_byok(doc, file, "it has no apiVersion"))
+        return None
+    if data["apiVersion"] != API_VERSION:
+        problems.append(_bad_api_version(doc, file))
+        return None
+    return _kind(doc, file, problems)
+
+
+def _kind(doc: LoadedDocument, file: str, problems: list[Problem]) -> str | None:
+    data: dict[str, Any] = doc.data  # type: ignore[assignment]
+    kind = data.get("kind")
+    if kind in KINDS:
+        return str(kind)
+    line, col = doc.mark(("kind",)) if "kind" in data else doc.mark(())
+    if "kind" not in data:
+        message = "the document has no kind"
+        hint = f"add kind: one of {', '.join(KINDS)}"
+    else:
+        message = f"unknown kind '{kind}'"
+        hint = _suggest_kind(str(kind))
+    problems.append(
+        Problem(file, line, col, message, "unknown-kind", path="$.kind", hint=hint)
+    )
+    return None
+
+
+def _suggest_kind(kind: str) -> str:
+    lower = {k.lower(): k for k in KINDS}
+    close = difflib.get_close_matches(kind.lower(), list(lower), n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{lower[close[0]]}'?"
+    return f"use one of {', '.join(KINDS)}"
+
+
+def _not_byok(doc: LoadedDocument, file: str, why: str) -> Problem:
+    line, col = doc.mark(())
+    return Problem(
+        file,
+        line,
+        col,
+        f"this is not a byok document: {why}",
+        "not-byok",
+        path="$",
+        hint=f"start it with apiVersion: {API_VERSION} and a kind, "
+        "or keep the file out of the configuration folder",
+    )
+
+
+def _bad_api_version(doc: LoadedDocument, file: str) -> Problem:
+    line, col = doc.mark(("apiVersion",))
+    value = doc.data["apiVersion"]  # type: ignore[index]
+    shown = value if isinstance(value, str) else doc.raw.get(("apiVersion",), "?")
+    return Problem(
+        file,
+        line,
+        col,
+        f"unknown apiVersion '{shown}'",
+        "api-version",
+        path="$.apiVersion",
+        hint=f"use apiVersion: {API_VERSION}",
+    )
