@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from byok_reconcile.errors import ByokError, ConfigError, StoreConflictError
@@ -522,3 +523,36 @@ def verify_saved(saved: Mapping[str, Any], plan: Plan, state: StoreState) -> Non
 def _current_hash(state: StoreState, ref: str) -> str | None:
     kind, _, name = ref.partition("/")
     return state.row_digest(kind, name)
+
+
+# -- where the configuration comes from --------------------------------------
+
+
+def _folder(paths: list[str]) -> Path:
+    first = Path(paths[0]).resolve() if paths else Path.cwd()
+    return first if first.is_dir() else first.parent
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    from byok_reconcile import proc
+    from byok_reconcile.errors import UnavailableError
+
+    try:
+        done = proc.run(["git", *args], timeout=10, cwd=folder)
+    except UnavailableError:
+        return None
+    if not done.ok:
+        return None
+    return done.stdout.decode("utf-8", "replace").strip() or None
+
+
+def default_source(paths: list[str]) -> str:
+    """The git repository's top folder name, else the config folder's name."""
+    folder = _folder(paths)
+    top = _git(folder, "rev-parse", "--show-toplevel")
+    return Path(top).name if top else folder.name
+
+
+def git_revision(paths: list[str]) -> str | None:
+    """``git rev-parse HEAD`` in the config folder, or None outside a repo."""
+    return _git(_folder(paths), "rev-parse", "HEAD")

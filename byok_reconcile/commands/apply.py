@@ -1,0 +1,158 @@
+"""``byok apply PATH... --target URL``: make the store match the configuration.
+
+Validate, decrypt, check (unless ``--no-check``), then plan and write in one
+locked transaction. ``--prune`` deletes what the source no longer declares;
+a prune of more than half of what the source manages also needs ``--force``.
+
+``byok apply plan.json --target URL`` applies a plan saved by ``plan -o``.
+The plan holds no secrets, so apply re-reads the config paths the plan
+recorded, refuses if their digest changed, and refuses if any row the plan
+looked at changed in the store since.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from byok_reconcile.commands.checkopts import build_options, check_options
+from byok_reconcile.commands.common import (
+    fail,
+    finish,
+    output_options,
+    paths_argument,
+)
+from byok_reconcile.commands.plan import plan_report, target_options
+from byok_reconcile.errors import ByokError, UsageError
+from byok_reconcile.pipeline import CheckOptions
+from byok_reconcile.results import Report
+
+
+@click.command("apply", help="Make the target store match the configuration.")
+@paths_argument
+@target_options
+@click.option("--store-key-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="File holding the store key (else BYOK_STORE_KEY).")
+@click.option("--prune", is_flag=True, help="Delete objects gone from git.")
+@click.option("--force", is_flag=True, help="Allow a prune of more than half.")
+@click.option("--no-check", is_flag=True, help="Skip the provider checks.")
+@check_options
+@output_options
+def command(
+    paths: tuple[str, ...],
+    target: str,
+    source: str | None,
+    store_key_file: str | None,
+    prune: bool,
+    force: bool,
+    no_check: bool,
+    fmt: str,
+    verbose: int,
+    quiet: bool,
+    **check: Any,
+) -> None:
+    from byok_reconcile.output.logs import configure
+
+    configure(verbose, quiet)
+    try:
+        options = None if no_check else build_options(**check)
+        report = run(
+            paths, target, source=source, store_key_file=store_key_file,
+            prune=prune, force=force, options=options,
+        )
+    except ByokError as exc:
+        fail(exc, "apply", fmt)
+        return
+    finish(report, fmt, quiet=quiet, verbose=verbose)
+
+
+def run(
+    paths: Sequence[str],
+    target: str,
+    *,
+    source: str | None = None,
+    store_key_file: str | None = None,
+    prune: bool = False,
+    force: bool = False,
+    options: CheckOptions | None = None,
+) -> Report:
+    """Apply ``paths`` (or one saved plan) to ``target``.
+
+    ``options`` None skips the provider checks. Raises a ByokError for a
+    missing store key, an unreachable store, ownership clashes, a stale plan
+    or a refused prune; returns a failing Report for an invalid config or a
+    rejected key. Nothing is written unless everything passed.
+    """
+    from byok_reconcile import reconcile
+    from byok_reconcile.pipeline import load_and_check
+    from byok_reconcile.store import open_target
+    from byok_reconcile.store.crypto import load_key
+
+    # 1. a saved plan fixes the paths, source and prune to what was reviewed.
+    saved = load_saved_plan(paths)
+    if saved is not None:
+        paths, source, prune = saved["paths"], saved["source"], saved["prune"]
+    store_key = load_key(store_key_file)
+
+    # 2. validate, decrypt, check: nothing reaches the store unless all pass.
+    result = load_and_check(list(paths), options)
+    config = result.config
+    if config is None or result.exit_code:
+        return Report(
+            "apply", exit_code=result.exit_code or 1,
+            problems=result.problems, keys=result.results,
+        )
+
+    # 3. plan and write under the store's lock.
+    source = source or reconcile.default_source(list(paths))
+    verdicts = {r.key: r.verdict for r in result.results}
+    desired = reconcile.desired_state(config, source, result.secrets, verdicts)
+    opts = reconcile.ApplyOptions(
+        prune=prune, force=force, saved=saved,
+        git_revision=reconcile.git_revision(list(paths)),
+    )
+    store = open_target(target)
+    try:
+        outcome = reconcile.apply(store, desired, store_key, opts)
+    finally:
+        store.close()
+    report = plan_report("apply", outcome.plan, store.display, result.problems, False)
+    report.keys = result.results
+    report.data["written"] = outcome.written
+    report.summary = _summary(outcome, store.display)
+    return report
+
+
+def load_saved_plan(paths: Sequence[str]) -> dict[str, Any] | None:
+    """The saved plan when ``paths`` is one plan JSON file, else None."""
+    if len(paths) != 1 or not paths[0].endswith(".json"):
+        return None
+    path = Path(paths[0])
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"{path} is not a saved plan: {exc}",
+            hint="pass config paths, or a file written by `byok plan -o`",
+        ) from exc
+    if not isinstance(doc, dict) or doc.get("kind") != "Plan":
+        raise UsageError(
+            f"{path} is not a saved plan (no kind: Plan)",
+            hint="pass config paths, or a file written by `byok plan -o`",
+        )
+    return doc
+
+
+def _summary(outcome: Any, target: str) -> str:
+    if not outcome.written:
+        return f"No changes for source {outcome.plan.source!r}; nothing written."
+    counts = outcome.plan.counts()
+    return (
+        f"Applied to {target} for source {outcome.plan.source!r}: "
+        f"{counts['create']} created, {counts['update']} updated, "
+        f"{counts['delete']} deleted."
+    )
