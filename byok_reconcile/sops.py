@@ -67,7 +67,9 @@ def decrypt(path: Path, *, timeout: float = 30.0) -> bytes:
     meta = _inspect(path)
     fmt = meta.format
     argv = [SOPS, "--disable-version-check", "--decrypt"]
-    argv += ["--input-type", fmt, "--output-type", fmt, os.fspath(path)]
+    # "./" keeps a file named "-x.yaml" from being read as a sops option.
+    target = os.fspath(path) if path.is_absolute() else f"./{path}"
+    argv += ["--input-type", fmt, "--output-type", fmt, target]
     try:
         done = proc.run(
             argv,
