@@ -20,6 +20,7 @@ from byok_reconcile.model import KeySpec
 from byok_reconcile.providers.classify import Outcome, Phase
 from byok_reconcile.providers.session import ProbeFailure, Session
 from byok_reconcile.results import (
+    FORBIDDEN,
     MODEL_UNAVAILABLE,
     UNREACHABLE,
     VALID,
@@ -138,10 +139,16 @@ def _restricted(session: Session, client: openai.OpenAI, spec: KeySpec,
             continue
         fn = lambda m=model: client.models.with_raw_response.retrieve(m)  # noqa: E731
         outcome, _ = _call(session, secret, "model", fn)
-        proven = "GET /models/{model} answered" if outcome.verdict == VALID else (
-            "key authenticated; model not proven (try --deep)")
-        targets.append(_target(model, outcome, proven))
+        targets.append(_target(model, outcome, _retrieved(outcome.verdict)))
     return Probed(key, tuple(targets))
+
+
+def _retrieved(verdict: str) -> str:
+    if verdict == VALID:
+        return "GET /models/{model} answered; the key may not list models"
+    if verdict == FORBIDDEN:
+        return "key authenticated; model not proven (try --deep)"
+    return ""
 
 
 def _deep_openai(session: Session, client: openai.OpenAI, model: str,

@@ -1,0 +1,436 @@
+"""Provider checks through the real openai SDK against the loopback emulator.
+
+Configs are built by hand (no validate, no sops): these tests are about what
+goes on the wire and which verdict comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from byok_reconcile.model import Config, KeySpec, Location, SecretRef
+from byok_reconcile.pipeline import CheckOptions
+from byok_reconcile.providers.runner import check_keys
+from byok_reconcile.providers.session import Sleeper
+from byok_reconcile.results import (
+    FORBIDDEN,
+    INVALID_KEY,
+    MISCONFIGURED,
+    MODEL_UNAVAILABLE,
+    QUOTA_EXHAUSTED,
+    RATE_LIMITED,
+    UNREACHABLE,
+    VALID,
+    KeyResult,
+)
+from byok_reconcile.secret import Secret
+from byok_reconcile.testing.config import EmulatedKey, Fault, RateLimit
+from byok_reconcile.testing.emulator import Emulator
+from tests.canary import assert_no_leak, make_azure_secret, make_secret
+
+LOOPBACK = ("127.0.0.1",)
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator() as emulator:
+        yield emulator
+
+
+def openai_key(name: str, base: str, models: tuple[str, ...] = ("gpt-4o",),
+               provider: str = "openai", **settings: str) -> KeySpec:
+    return KeySpec(
+        name=name,
+        provider=provider,  # type: ignore[arg-type]
+        secret=SecretRef("env", Location("keys.yaml", 5, 3), env="K"),
+        settings={"baseUrl": base, **settings},
+        models=models,
+        location=Location("keys.yaml", 1, 1),
+    )
+
+
+def azure_key(name: str, endpoint: str, deployments: Mapping[str, str],
+              version: str = "2024-10-21") -> KeySpec:
+    return KeySpec(
+        name=name,
+        provider="azure_openai",
+        secret=SecretRef("env", Location("az.yaml", 5, 3), env="K"),
+        settings={"endpoint": endpoint, "apiVersion": version},
+        deployments=dict(deployments),
+        location=Location("az.yaml", 1, 1),
+    )
+
+
+def run(specs: list[KeySpec], secrets: Mapping[str, str], *,
+        sleeper: Sleeper | None = None, **opts: Any) -> dict[str, KeyResult]:
+    config = Config(keys={k.name: k for k in specs}, features={})
+    options = CheckOptions(**{"allow_hosts": LOOPBACK, "timeout": 3.0,
+                              "retries": 0, **opts})
+    found = check_keys(config, {n: Secret(v) for n, v in secrets.items()},
+                       options, sleeper=sleeper or Sleeper(sleep=lambda s: None))
+    for result in found:
+        assert_no_leak(repr(dataclasses.asdict(result)), "KeyResult")
+    return {r.key: r for r in found}
+
+
+def verdicts(result: KeyResult) -> dict[str, str]:
+    return {t.target: t.verdict for t in result.targets}
+
+
+# -- OpenAI verdicts ------------------------------------------------------
+
+
+def test_valid_key_and_models(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    spec = openai_key("k", emu.openai_base_url, ("gpt-4o", "gpt-4o-mini"))
+    result = run([spec], {"k": secret})["k"]
+    assert result.verdict == VALID and result.working
+    assert verdicts(result) == {"gpt-4o": VALID, "gpt-4o-mini": VALID}
+    assert result.fingerprint == Secret(secret).fingerprint
+    assert result.request_id and result.host == "127.0.0.1"
+    assert (result.file, result.line, result.col) == ("keys.yaml", 1, 1)
+    assert [r.path for r in emu.requests] == ["/v1/models"]
+    assert emu.requests[0].api_key == secret
+
+
+def test_invalid_key(emu: Emulator) -> None:
+    emu.add_key(EmulatedKey(secret=make_secret()))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": make_secret()})["k"]
+    assert result.verdict == INVALID_KEY
+    assert verdicts(result) == {"gpt-4o": INVALID_KEY}
+    assert result.request_id
+
+
+def test_deactivated_account_is_invalid_with_its_own_detail(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, deactivated=True))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret})["k"]
+    assert result.verdict == INVALID_KEY
+    assert "deactivated" in result.detail
+
+
+@pytest.mark.parametrize("settings", [{"organization": "org-other"},
+                                      {"organization": "org-nowhere"},
+                                      {"project": "proj_other"}])
+def test_org_or_project_mismatch_is_misconfigured(
+    emu: Emulator, settings: dict[str, str]
+) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, organization="org-mine"))
+    emu.add_key(EmulatedKey(secret=make_secret(), organization="org-other"))
+    spec = openai_key("k", emu.openai_base_url, **settings)
+    result = run([spec], {"k": secret})["k"]
+    assert result.verdict == MISCONFIGURED
+
+
+def test_country_block_is_forbidden(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, country_blocked=True))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret})["k"]
+    assert result.verdict == FORBIDDEN
+
+
+def test_missing_model(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, models=("gpt-4o",)))
+    spec = openai_key("k", emu.openai_base_url, ("gpt-4o", "gpt-4o-mini", "nope"))
+    result = run([spec], {"k": secret})["k"]
+    assert verdicts(result) == {"gpt-4o": VALID, "gpt-4o-mini": MODEL_UNAVAILABLE,
+                                "nope": MODEL_UNAVAILABLE}
+    assert result.verdict == MODEL_UNAVAILABLE and not result.working
+
+
+def test_restricted_key_falls_back_to_retrieve(emu: Emulator) -> None:
+    emu.stop()
+    with Emulator(scope_requirements={"models.retrieve": "model.request"}) as e2:
+        secret = make_secret()
+        e2.add_key(EmulatedKey(secret=secret, scopes=("model.request",)))
+        spec = openai_key("k", e2.openai_base_url, ("gpt-4o", "gpt-9"))
+        result = run([spec], {"k": secret})["k"]
+        assert verdicts(result) == {"gpt-4o": VALID, "gpt-9": MODEL_UNAVAILABLE}
+        assert result.targets[0].proven.startswith("GET /models/")
+        paths = [r.path for r in e2.requests]
+        assert paths == ["/v1/models", "/v1/models/gpt-4o", "/v1/models/gpt-9"]
+
+
+def test_restricted_key_without_any_read_scope(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, scopes=("model.request",)))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret})["k"]
+    # Authenticated but nothing about the model could be proven for free.
+    assert result.verdict == FORBIDDEN
+    assert "--deep" in result.targets[0].proven
+    deep = run([openai_key("k", emu.openai_base_url)], {"k": secret}, deep=True)
+    assert deep["k"].verdict == VALID
+
+
+def test_deep_finds_exhausted_quota_without_retrying(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, credit=False))
+    spec = openai_key("k", emu.openai_base_url, ("gpt-4o", "text-embedding-3-small"))
+    assert run([spec], {"k": secret})["k"].verdict == VALID  # free probe: blind
+    emu.clear()
+    result = run([spec], {"k": secret}, deep=True, retries=3)["k"]
+    assert verdicts(result) == {"gpt-4o": QUOTA_EXHAUSTED,
+                                "text-embedding-3-small": QUOTA_EXHAUSTED}
+    paths = [r.path for r in emu.requests]
+    assert paths == ["/v1/models", "/v1/chat/completions", "/v1/embeddings"]
+    chat = emu.requests[1].body
+    assert chat["max_completion_tokens"] == 1
+
+
+def test_deep_reasoning_model_is_valid(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    spec = openai_key("k", emu.openai_base_url, ("o3-mini",))
+    result = run([spec], {"k": secret}, deep=True)["k"]
+    assert result.verdict == VALID
+    assert result.targets[0].proven == "answered a real request"
+
+
+# -- compatible servers ---------------------------------------------------
+
+
+def test_vllm_string_error_is_invalid_key(emu: Emulator) -> None:
+    emu.add_key(EmulatedKey(secret=make_secret(), dialects=("vllm",)))
+    spec = openai_key("v", emu.compat_base_url("vllm"), provider="openai_compatible")
+    result = run([spec], {"v": make_secret()})["v"]
+    assert result.verdict == INVALID_KEY
+
+
+def test_compatible_valid(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, dialects=("vllm",)))
+    spec = openai_key("v", emu.compat_base_url("vllm"), provider="openai_compatible")
+    assert run([spec], {"v": secret})["v"].verdict == VALID
+
+
+# -- Azure ----------------------------------------------------------------
+
+
+def test_azure_deployments_proven_for_free(emu: Emulator) -> None:
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o",
+                                           "emb": "text-embedding-3-small"}))
+    spec = azure_key("a", emu.azure_endpoint,
+                     {"chat": "gpt-4o", "emb": "text-embedding-3-small",
+                      "gone": "gpt-4o"})
+    result = run([spec], {"a": secret})["a"]
+    assert verdicts(result) == {"chat": VALID, "emb": VALID,
+                                "gone": MODEL_UNAVAILABLE}
+    assert result.request_id  # apim-request-id
+    posts = [r for r in emu.requests if r.method == "POST"]
+    assert {r.path for r in posts} == {
+        "/openai/deployments/chat/chat/completions",
+        "/openai/deployments/emb/embeddings",
+        "/openai/deployments/gone/chat/completions",
+    }
+    assert all(r.headers["api-key"] == secret for r in emu.requests)
+    assert all("authorization" not in r.headers for r in emu.requests)
+
+
+def test_azure_wrong_key(emu: Emulator) -> None:
+    emu.add_key(EmulatedKey.azure(make_azure_secret(), {"chat": "gpt-4o"}))
+    spec = azure_key("a", emu.azure_endpoint, {"chat": "gpt-4o"})
+    assert run([spec], {"a": make_azure_secret()})["a"].verdict == INVALID_KEY
+
+
+@pytest.mark.parametrize("version", ["2099-01-01", "2024-06-01"])
+def test_azure_api_version_problems_are_misconfigured(
+    emu: Emulator, version: str
+) -> None:
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o"},
+                                  api_versions=("2024-10-21",)))
+    spec = azure_key("a", emu.azure_endpoint, {"chat": "gpt-4o"}, version)
+    result = run([spec], {"a": secret})["a"]
+    assert result.verdict == MISCONFIGURED
+
+
+def test_azure_v1(emu: Emulator) -> None:
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o"}))
+    spec = azure_key("a", emu.azure_endpoint, {"chat": "gpt-4o", "x": "gpt-4o"},
+                     "v1")
+    result = run([spec], {"a": secret})["a"]
+    assert verdicts(result) == {"chat": VALID, "x": MODEL_UNAVAILABLE}
+    assert {r.path for r in emu.requests} == {"/openai/v1/models",
+                                              "/openai/v1/chat/completions"}
+
+
+def test_azure_deep_quota(emu: Emulator) -> None:
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o"}, credit=False))
+    spec = azure_key("a", emu.azure_endpoint, {"chat": "gpt-4o"})
+    result = run([spec], {"a": secret}, deep=True)["a"]
+    assert result.verdict in (QUOTA_EXHAUSTED, VALID)
+
+
+# -- transport failures, retries, limits ----------------------------------
+
+
+@pytest.mark.parametrize("fault", [
+    Fault(path="/v1/models", status=500),
+    Fault(path="/v1/models", status=503),
+    Fault(path="/v1/models", kind="html", status=502),
+    Fault(path="/v1/models", kind="html", status=401),
+    Fault(path="/v1/models", kind="reset"),
+    Fault(path="/v1/models", kind="drop"),
+])
+def test_failures_are_unreachable_never_invalid(emu: Emulator, fault: Fault) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_fault(fault)
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret})["k"]
+    assert result.verdict == UNREACHABLE
+
+
+def test_hang_times_out(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_fault(Fault(path="/v1/models", kind="hang", seconds=5))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 timeout=0.5)["k"]
+    assert result.verdict == UNREACHABLE
+    assert "0.5s" in result.detail
+
+
+def test_5xx_retried_then_succeeds(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_fault(Fault(path="/v1/models", status=503, times=2))
+    delays: list[float] = []
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 sleeper=Sleeper(sleep=delays.append), retries=3)["k"]
+    assert result.verdict == VALID
+    assert len(emu.requests_to("/v1/models")) == 3
+    assert len(delays) == 2 and delays[1] > delays[0] * 1.2
+
+
+def test_rate_limit_honours_retry_after(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_rate_limit(RateLimit(limit=1, path="/v1/models", retry_after=0.2,
+                                 window=0.2))
+    spec = openai_key("k", emu.openai_base_url)
+    assert run([spec], {"k": secret})["k"].verdict == VALID  # uses the 1
+    result = run([spec], {"k": secret}, retries=2,
+                 sleeper=Sleeper())["k"]  # real sleep: the window must pass
+    assert result.verdict == VALID
+    hits = emu.requests_to("/v1/models")
+    assert [r.status for r in hits] == [200, 429, 200]
+    assert hits[2].time - hits[1].time >= 0.19  # retry-after-ms was honoured
+
+
+def test_rate_limit_exhausted_is_rate_limited(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_rate_limit(RateLimit(limit=0, path="/v1/models", retry_after=0.1))
+    delays: list[float] = []
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 retries=2, sleeper=Sleeper(sleep=delays.append))["k"]
+    assert result.verdict == RATE_LIMITED and result.working
+    assert len(emu.requests) == 3 and delays == [0.1, 0.1]
+
+
+def test_retry_after_beyond_cap_gives_up_at_once(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_rate_limit(RateLimit(limit=0, path="/v1/models", retry_after=600))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 retries=3)["k"]
+    assert result.verdict == RATE_LIMITED
+    assert len(emu.requests) == 1
+
+
+def test_concurrency_limits(emu: Emulator) -> None:
+    emu.set_latency(0.15)
+    specs, secrets = [], {}
+    for i in range(8):
+        secret = make_secret()
+        emu.add_key(EmulatedKey(secret=secret))
+        specs.append(openai_key(f"k{i}", emu.openai_base_url))
+        secrets[f"k{i}"] = secret
+    results = run(specs, secrets, concurrency=8, per_host=2)
+    assert all(r.verdict == VALID for r in results.values())
+    assert emu.max_in_flight == 2
+    emu.clear()
+    run(specs, secrets, concurrency=3, per_host=32)
+    assert emu.max_in_flight == 3
+
+
+# -- where keys go --------------------------------------------------------
+
+
+def test_refused_host_sends_nothing(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    spec = openai_key("k", emu.openai_base_url, provider="openai_compatible")
+    result = run([spec], {"k": secret}, allow_hosts=())["k"]
+    assert result.verdict == MISCONFIGURED
+    assert "not allowed" in result.detail
+    assert emu.requests == []
+
+
+def test_resolve_sends_provider_host_to_loopback(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    spec = openai_key("k", "https://api.openai.com/v1")
+    result = run([spec], {"k": secret}, allow_hosts=(),
+                 resolve={"api.openai.com": emu.url})["k"]
+    assert result.verdict == VALID and result.host == "api.openai.com"
+    assert len(emu.requests) == 1
+
+
+def test_resolve_does_not_bypass_allow_list(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    spec = openai_key("k", "https://evil.example/v1")
+    result = run([spec], {"k": secret}, allow_hosts=(),
+                 resolve={"evil.example": emu.url})["k"]
+    assert result.verdict == MISCONFIGURED and emu.requests == []
+
+
+def test_env_variables_change_nothing_on_the_wire(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret, other = make_secret(), make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-stray")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_stray")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.2:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", other)
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS",
+                       f"Authorization: Bearer {other}\nX-Stray: 1")
+    monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", other)
+    monkeypatch.setenv("OPENAI_API_VERSION", "2099-01-01")
+    az = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(az, {"chat": "gpt-4o"}))
+    specs = [openai_key("k", emu.openai_base_url),
+             azure_key("a", emu.azure_endpoint, {"chat": "gpt-4o"})]
+    results = run(specs, {"k": secret, "a": az})
+    assert results["k"].verdict == VALID and results["a"].verdict == VALID
+    for request in emu.requests:
+        headers = request.headers
+        assert "openai-organization" not in headers
+        assert "openai-project" not in headers
+        assert request.api_key in (secret, az)
+        assert other not in repr(dict(headers))
+    assert {r.query.get("api-version") for r in emu.requests_to("/openai")} == {
+        "2024-10-21"}
+
+
+def test_configured_org_and_project_are_sent(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, organization="org-a", project="proj_a"))
+    spec = openai_key("k", emu.openai_base_url, organization="org-a",
+                      project="proj_a")
+    assert run([spec], {"k": secret})["k"].verdict == VALID
+    headers = emu.requests[0].headers
+    assert headers["openai-organization"] == "org-a"
+    assert headers["openai-project"] == "proj_a"
