@@ -20,7 +20,11 @@ import pytest
 
 from tests import canary
 
-pytest_plugins = ["tests.fixtures.sops", "tests.fixtures.emulator", "tests.fixtures.store"]
+pytest_plugins = [
+    "tests.fixtures.sops",
+    "tests.fixtures.emulator",
+    "tests.fixtures.store",
+]
 
 CLEARED_PREFIXES = ("OPENAI_", "AZURE_OPENAI_", "SOPS_", "BYOK_", "GITHUB_")
 
