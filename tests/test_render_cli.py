@@ -295,3 +295,23 @@ def test_subprocess_render_to_stdout(world: World, tmp_path: Path) -> None:
     art = json.loads(done.stdout)
     _schema().validate(art)
     assert art["source"]["files"][0]["path"].startswith("config/")
+
+
+def test_examples_render_without_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(__file__).parent.parent
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(repo / "examples/demo-age-key.txt"))
+    out = tmp_path / "resolved.json"
+    args = ["render", str(repo / "examples/config"), "-o", str(out), "--no-check"]
+    # From outside the checkout, validate shows absolute paths; the
+    # artifact must not.
+    result = invoke(args, cwd=tmp_path)
+
+    assert result.exit_code == 0, result.output
+    art = json.loads(out.read_bytes())
+    _schema().validate(art)
+    assert str(repo).encode() not in out.read_bytes()
+    batch = art["keys"]["openai-batch"]["secretRef"]
+    assert batch["kind"] == "file"
+    assert batch["file"] == "config/secrets/shared.sops.yaml"
