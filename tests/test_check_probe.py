@@ -434,3 +434,19 @@ def test_configured_org_and_project_are_sent(emu: Emulator) -> None:
     headers = emu.requests[0].headers
     assert headers["openai-organization"] == "org-a"
     assert headers["openai-project"] == "proj_a"
+
+
+def test_redirect_to_another_host_is_refused(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    with Emulator() as elsewhere:
+        emu.add_fault(Fault(path="/v1/models", status=307, times=1,
+                            headers={"location": elsewhere.openai_base_url
+                                     + "/models"}))
+        # Allowed by IP for any port, so only the approve-list stops it.
+        result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                     retries=2)["k"]
+        assert elsewhere.requests == []
+    assert result.verdict == MISCONFIGURED
+    assert len(emu.requests) == 1
+

@@ -220,7 +220,9 @@ def _classify_404(body: ErrorBody, phase: Phase, msg: str) -> Outcome:
     if body.code == "model_not_found":
         return Outcome(MODEL_UNAVAILABLE, f"the model is not available: {msg}",
                        "fix the model name or enable it for this key")
-    if body.code == "404" or "resource not found" in msg.lower() or phase == "key":
+    # Azure's gateway says "Resource not found" for a wrong path or version;
+    # vLLM's integer 404 code says nothing, so the message decides.
+    if "resource not found" in msg.lower() or phase == "key":
         return Outcome(MISCONFIGURED, f"not found (404): {msg or 'no such path'}",
                        "check the endpoint, base URL and API version")
     return Outcome(MODEL_UNAVAILABLE, f"not found (404): {msg}",
@@ -254,7 +256,6 @@ def classify_transport(kind: Literal["timeout", "connect", "refused"],
                        detail: str) -> Outcome:
     """The verdict when no HTTP answer came back."""
     if kind == "refused":
-        return Outcome(MISCONFIGURED, detail,
-                       "allow the host with --allow-host, or fix the URL")
+        return Outcome(MISCONFIGURED, detail, "or fix the URL if the host is wrong")
     return Outcome(UNREACHABLE, detail, "check the network and the URL",
                    retry=True)

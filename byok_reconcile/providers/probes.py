@@ -43,9 +43,9 @@ class Probed:
 
 def skipped(targets: tuple[str, ...], outcome: Outcome) -> tuple[TargetResult, ...]:
     """Targets left unchecked because the key itself failed."""
-    detail = f"not checked: {outcome.detail}" if outcome.detail else "not checked"
     return tuple(
-        TargetResult(t, outcome.verdict, detail, request_id=outcome.request_id)
+        TargetResult(t, outcome.verdict, "not checked: the key itself failed",
+                     request_id=outcome.request_id)
         for t in targets
     )
 
