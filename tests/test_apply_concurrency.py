@@ -75,7 +75,7 @@ def test_two_applies_at_once_both_land(store_url: str) -> None:
     assert second.poll() is None
 
     outs = [p.communicate(timeout=60) for p in (first, second)]
-    for proc, (out, err) in zip((first, second), outs):
+    for proc, (out, err) in zip((first, second), outs, strict=True):
         canary.assert_no_leak(out + err, "child output")
         assert proc.returncode == 0, err.decode()[-2000:]
         assert out.strip() == b"written"
@@ -98,6 +98,6 @@ def test_killed_apply_leaves_the_store_as_before(store_url: str) -> None:
     assert state.keys == {} and state.features == {} and state.last_applies == {}
     # And the store is usable afterwards.
     again = _spawn(store_url, "src-a", ["a1"])
-    out, err = again.communicate(timeout=60)
+    _, err = again.communicate(timeout=60)
     assert again.returncode == 0, err.decode()[-2000:]
     assert sorted(_state(store_url).keys) == ["a1"]
