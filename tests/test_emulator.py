@@ -500,3 +500,36 @@ def test_cli_serve_prints_url_and_stops_on_sigterm(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0
     canary.assert_no_leak(url + out + err, "emulator CLI output")
+
+
+def test_key_changes_apply_at_once(emulator: Emulator) -> None:
+    key = add_openai_key(emulator)
+    client = _client(emulator, key)
+    assert client.models.list().data
+    emulator.update_key(key, credit=False)
+    error = _status_error(lambda: client.chat.completions.create(
+        model="gpt-4o", messages=CHAT))
+    assert error.code == "insufficient_quota"
+    emulator.remove_key(key)
+    assert _status_error(lambda: client.models.list()).code == "invalid_api_key"
+
+
+def test_latency_per_path(make_emulator: Callable[..., Emulator]) -> None:
+    key = canary.make_secret()
+    emu = make_emulator(keys=[EmulatedKey(key)], path_latency={"/v1/chat": 5.0})
+    client = _client(emu, key).with_options(timeout=0.5)
+    assert client.models.list().data
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="gpt-4o", messages=CHAT)
+
+
+def test_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = canary.make_azure_secret()
+    monkeypatch.setenv("EMU_AZURE", key)
+    path = tmp_path / "emulator.yaml"
+    path.write_text("keys:\n  - secret_env: EMU_AZURE\n    dialects: [azure]\n"
+                    "    deployments: {chat: gpt-4o}\n")
+    with Emulator.from_config(path) as emu:
+        reply = _azure(emu, key).chat.completions.create(model="chat",
+                                                         messages=CHAT)
+    assert reply.model == "gpt-4o"

@@ -45,6 +45,7 @@ API
                                             "embed": "text-embedding-3-small"})],
         latency=0.0,
     )
+    emu = Emulator.from_config("emulator.yaml")  # same fields as the CLI's
     with emu:                                   # or emu.start() / emu.stop()
         emu.url, emu.openai_base_url, emu.azure_endpoint
         emu.azure_v1_base_url, emu.compat_base_url("vllm")
@@ -76,6 +77,14 @@ real ones), ``html`` (non-JSON page), ``hang`` (no answer for ``seconds``,
 released by ``stop()``), ``drop`` (close without answer), ``reset`` (TCP
 RST). ``times=None`` means always. ``Emulator(wrong_kind_status=400)`` sets
 the status for chat on an embedding model and the like (unconfirmed).
+
+Unconfirmed behaviour (providers.md marks it [U]; plausible, adjustable):
+``GET /v1/models/{unknown}`` 404 body; the scope a per-model retrieve needs
+(``scope_requirements``); ``retry-after`` on OpenAI 429s (sent); the status
+for the wrong model kind (``wrong_kind_status``); Azure's body for a missing
+``api-key`` and for a missing api-version (404 "Resource not found" here);
+what Azure v1 ``/models`` lists (the catalogue here); the 403 code for
+disabled key auth.
 
 Command line: ``python -m byok_reconcile.testing serve --config FILE
 --port 8765`` (see ``--help``); the config file holds the same fields as

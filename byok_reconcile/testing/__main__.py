@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 from byok_reconcile.errors import EXIT_USAGE, ByokError
 from byok_reconcile.testing.config import DIALECTS, EmulatedKey, load_config
@@ -60,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(args: argparse.Namespace) -> Emulator:
-    kwargs = load_config(args.config).kwargs() if args.config else {}
+    kwargs: dict[str, Any] = (
+        load_config(args.config).kwargs() if args.config else {}
+    )
     extra = []
     for name in args.key_env:
         if not os.environ.get(name):

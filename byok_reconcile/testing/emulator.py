@@ -3,18 +3,14 @@ servers. See the package docstring for the paths and the API."""
 
 from __future__ import annotations
 
-import json
-import socket
-import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from byok_reconcile.testing import azure_dialect, bodies, openai_dialect
 from byok_reconcile.testing.bodies import Incoming, Reply
@@ -27,7 +23,9 @@ from byok_reconcile.testing.config import (
     RateLimit,
     RecordedRequest,
     api_key_of,
+    load_config,
 )
+from byok_reconcile.testing.wire import Server
 
 # Headers kept in the request record; the rest is noise for tests.
 RECORDED_HEADERS = (
@@ -136,9 +134,14 @@ class Emulator:
         self._records: list[RecordedRequest] = []
         self._in_flight = 0
         self._max_in_flight = 0
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self.stopping = threading.Event()
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> Emulator:
+        """An emulator set up from a YAML/JSON file (see :func:`load_config`)."""
+        return cls(**{**load_config(path).kwargs(), **overrides})
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -146,8 +149,8 @@ class Emulator:
         """Bind 127.0.0.1 and serve in a background thread."""
         if self._server is not None:
             return self
-        self._stopping.clear()
-        self._server = _Server(("127.0.0.1", self._port), self)
+        self.stopping.clear()
+        self._server = Server(("127.0.0.1", self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name="byok-emulator", daemon=True,
@@ -160,7 +163,7 @@ class Emulator:
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping.set()
+        self.stopping.set()
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -177,7 +180,7 @@ class Emulator:
     def serve_forever(self) -> None:
         """Serve in the calling thread until :meth:`stop` (the CLI uses it)."""
         self.start()
-        while self._server is not None and not self._stopping.wait(0.2):
+        while self._server is not None and not self.stopping.wait(0.2):
             pass
 
     # --- addresses -----------------------------------------------------------
@@ -324,7 +327,7 @@ class Emulator:
     # --- request handling (called from server threads) ------------------------
 
     @contextmanager
-    def _counting(self) -> Iterator[None]:
+    def counting(self) -> Iterator[None]:
         with self._lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -363,11 +366,11 @@ class Emulator:
         with self._lock:
             self._records.append(record)
 
-    def _answer(self, req: Incoming) -> Reply | Fault:
+    def answer(self, req: Incoming) -> Reply | Fault:
         """What to do with ``req``: a reply, or a connection-level fault."""
         route = route_of(req.path)
         dialect = route.dialect if route else "unknown"
-        self._stopping.wait(self._delay(req.path))
+        self.stopping.wait(self._delay(req.path))
         fault = self._take_fault(req.method, req.path)
         if fault is not None and fault.kind in ("hang", "drop", "reset"):
             self._record(req, dialect, None, fault.kind)
@@ -416,124 +419,3 @@ def _rate_reply(req: Incoming, route: Route, limit: RateLimit) -> Reply:
     if route.dialect == "azure":
         return azure_dialect.rate_limited(req, seconds, headers)
     return openai_dialect.rate_limited(req, route.flavour, seconds, headers)
-
-
-# --- HTTP plumbing ------------------------------------------------------------
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # A deep accept queue: benchmarks open dozens of connections at once.
-    request_queue_size = 512
-
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
-        self.emulator = emulator
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that goes away mid-answer is normal here (timeouts).
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # no access log: stderr stays clean for the CLI and the tests
-
-    def _serve(self) -> None:
-        emulator = self.server.emulator
-        req = self._incoming()
-        with emulator._counting():
-            outcome = emulator._answer(req)
-            if isinstance(outcome, Fault):
-                self._break(outcome, emulator._stopping)
-            else:
-                self._send(outcome)
-
-    def _incoming(self) -> Incoming:
-        split = urlsplit(self.path)
-        raw = self._read_body()
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = bodies.BAD_JSON
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        return Incoming(self.command, split.path,
-                        dict(parse_qsl(split.query, keep_blank_values=True)),
-                        headers, body)
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            return self._read_chunked()
-        length = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
-                return b"".join(chunks)
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-
-    def _send(self, reply: Reply) -> None:
-        if isinstance(reply.body, str):
-            data = reply.body.encode()
-        else:
-            data = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("content-type", reply.content_type
-                         + ("; charset=utf-8" if reply.content_type.startswith(
-                             "text/") else ""))
-        self.send_header("content-length", str(len(data)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def _break(self, fault: Fault, stopping: threading.Event) -> None:
-        """Answer nothing: hang, then close; close; or reset."""
-        self.close_connection = True
-        if fault.kind == "hang":
-            stopping.wait(fault.seconds)
-        if fault.kind == "reset":
-            # Linger 0: close() sends RST instead of FIN.
-            linger = struct.pack("ii", 1, 0)
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-            self.rfile.close()
-            self.wfile.close()
-            self.connection.close()
-            return
-        with suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
