@@ -337,3 +337,64 @@ def test_no_secret_in_any_format(fmt: str, capsys: pytest.CaptureFixture[str]) -
     assert_no_leak(output.render(report, fmt, Options(verbose=2)), fmt)
     output.emit(report, fmt, verbose=2)
     assert_no_leak(capsys.readouterr().out, fmt)
+
+
+# --- logging -----------------------------------------------------------
+
+
+def _logging_command() -> object:
+    import click
+
+    from byok_reconcile.output.logs import log_call
+
+    @click.command()
+    @common.output_options
+    def cmd(fmt: str, verbose: int, quiet: bool) -> None:
+        import logging
+
+        logging.getLogger("byok.provider").info("checking key %s", "prod")
+        log_call("provider", "GET", host="127.0.0.1:9", path="/v1/models", status=200)
+        logging.getLogger("byok").error("store unreachable")
+
+    return cmd
+
+
+@pytest.mark.parametrize(
+    ("flags", "seen", "unseen"),
+    [
+        ([], ["store unreachable"], ["checking key", "GET"]),
+        (["-v"], ["checking key prod"], ["GET"]),
+        (
+            ["-vv"],
+            ["byok.provider: DEBUG: GET host=127.0.0.1:9 path=/v1/models status=200"],
+            [],
+        ),
+        (["-q", "-vv"], ["store unreachable"], ["checking key", "GET"]),
+    ],
+)
+def test_verbosity_levels(flags: list[str], seen: list[str], unseen: list[str]) -> None:
+    result = CliRunner().invoke(_logging_command(), flags)  # type: ignore[arg-type]
+    assert result.exit_code == 0, result.output
+    for text in seen:
+        assert text in result.stderr
+    for text in unseen:
+        assert text not in result.stderr
+    assert result.stdout == ""
+
+
+def test_log_redaction_masks_key_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from byok_reconcile.output.logs import redact
+    from tests.canary import make_azure_secret, make_secret
+
+    secret, azure = make_secret(), make_azure_secret()
+    assert redact(f"key {secret} end") == "key [redacted] end"
+    assert redact(f"api-key: {azure}") == "api-key: [redacted]"
+    assert redact("Authorization: Bearer abcdefgh12345") == "Authorization: [redacted]"
+    assert redact("sha256:0123456789ab stays") == "sha256:0123456789ab stays"
+    common.setup_logging(0, False)
+    logging.getLogger("byok.provider").warning("library said %s", secret)
+    err = capsys.readouterr().err
+    assert "library said [redacted]" in err
+    assert_no_leak(err, "log")

@@ -19,7 +19,8 @@ _SECRET_SHAPES = re.compile(
     r"(?P<sk>\bsk-[A-Za-z0-9_\-]{8,})"
     r"|(?P<bearer>(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})"
     r"|(?P<hex>\b[0-9a-fA-F]{32}\b)"
-    r"|(?P<header>(?i:api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"
+    r"|(?P<header>(?i:api-key|authorization)[\"']?\s*[:=]\s*[\"']?)"
+    r"(?i:bearer\s+)?[^\s\"',}]+"
 )
 
 
