@@ -70,9 +70,14 @@ def validator(kind: str) -> Any:
 
 def check(kind: str, doc: LoadedDocument, file: str) -> list[Problem]:
     """Validate one document against its kind's schema."""
-    errors = validator(kind).iter_errors(doc.data)
+    errors = list(_leaves(validator(kind).iter_errors(doc.data)))
+    # A block the provider does not use is one error, not one per field in it.
+    unused = [tuple(e.absolute_path) for e in errors if e.validator == "not"]
     problems: list[Problem] = []
-    for error in _leaves(errors):
+    for error in errors:
+        path = tuple(error.absolute_path)
+        if error.validator != "not" and any(path[: len(u)] == u for u in unused):
+            continue
         problems.extend(_translate(error, doc, file))
     return problems
 
@@ -103,11 +108,8 @@ def _secret_path(path: JsonPath) -> bool:
 
 
 def _required(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
-    missing = error.message.split("'")[1] if "'" in error.message else "?"
-    for name in error.validator_value:
-        if isinstance(error.instance, dict) and name not in error.instance:
-            missing = name
-            break
+    # jsonschema raises one error per missing name: "'x' is a required property"
+    missing = error.message.rsplit(" is a required property", 1)[0].strip("'\"")
     where = dotted(path)
     message = f"{where} is missing the required property '{missing}'"
     hint = _required_hint(path, missing, doc)
@@ -130,14 +132,16 @@ def _additional(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding
         if name in known:
             continue
         at = (*path, name)
+        mark = doc.key_mark(at)
         if _secret_path(path):
             # The name itself might be a pasted key: never echo it.
             message = f"{dotted(path)} holds a property it does not take"
             hint = "apiKey takes either {fromFile, key} or {fromEnv}, nothing else"
+            at = path
         else:
             message = f"unknown property '{name}' in {dotted(path)}"
             hint = _did_you_mean(name, known) or f"known: {', '.join(known)}"
-        found.append((at, doc.key_mark(at), message, hint))
+        found.append((at, mark, message, hint))
     return found
 
 
@@ -145,6 +149,8 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str | None:
     """``did you mean 'x'?`` for the nearest known name, if one is close."""
     by_lower = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    if not close and len(name) >= 3:
+        close = [k for k in by_lower if k.startswith(name.lower())][:1]
     return f"did you mean '{by_lower[close[0]]}'?" if close else None
 
 
@@ -201,7 +207,8 @@ def _pattern(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
     else:
         at, mark = path, doc.mark(path)
     field = _pattern_field(path)
-    message = f"'{value}' is not a valid {field} in {dotted(path)}"
+    shown = "the value" if _secret_path(path) else f"'{value}'"
+    message = f"{shown} is not a valid {field} in {dotted(path)}"
     return [(at, mark, message, _PATTERN_HELP.get(field, _PATTERN_HELP["name"]))]
 
 

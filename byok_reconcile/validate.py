@@ -358,10 +358,10 @@ def _file_ref(
     target = Path(os.path.normpath(doc.path.parent / raw))
     why = _file_ref_problem(target)
     if why is not None:
+        # Named only when it exists: a path that is not there may be a pasted key.
+        shown = f"fromFile '{raw}'" if target.exists() else "the fromFile target"
         message, hint = why
-        return [
-            doc.problem(ref_path, f"fromFile '{raw}' {message}", "secret-file", hint)
-        ], None
+        return [doc.problem(ref_path, f"{shown} {message}", "secret-file", hint)], None
     ref = SecretRef("file", doc.location(_API_KEY), path=target, key=key)
     return [], ref
 

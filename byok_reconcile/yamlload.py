@@ -328,7 +328,9 @@ class _Builder:
             if key is None:
                 continue
             if key in seen:
-                self.duplicate(key, seen[key], key_node)
+                # Under apiKey a key name may be a pasted secret: never echo it.
+                shown = "a key" if "apiKey" in path else f"the key '{key}'"
+                self.duplicate(shown, seen[key], key_node)
             seen[key] = key_node
             child = (*path, key)
             self.key_marks[child] = _mark(key_node)
@@ -384,11 +386,11 @@ class _Builder:
         )
         return None
 
-    def duplicate(self, key: str, first: yaml.Node, again: yaml.Node) -> None:
+    def duplicate(self, shown: str, first: yaml.Node, again: yaml.Node) -> None:
         line = first.start_mark.line + 1
         self.problem(
             again,
-            f"the key '{key}' appears twice in the same mapping "
+            f"{shown} appears twice in the same mapping "
             f"(first at line {line}, again at line {again.start_mark.line + 1})",
             "duplicate-key",
             "keep one of them",

@@ -10,6 +10,7 @@ A case is a ``config/`` folder that ``byok validate`` checks, and an
     plaintext: [keys/b.yaml]      # files whose __BAIT__ becomes a bait key
     crlf: [a.yaml]                # rewritten with CRLF line ends
     bom: [a.yaml]                 # given a UTF-8 byte order mark
+    count: 1                      # optional: exactly this many problems
     problems:                     # each must be reported (file under config/)
       - {file: a.yaml, line: 3, col: 5, code: schema, message: "substring"}
 
@@ -107,6 +108,8 @@ def test_bad(case: Path, tmp_path: Path, monkeypatch: Any, request: Any) -> None
     assert code == expect.get("exit", 1), body["problems"]
     for want in expect["problems"]:
         _assert_reported(want, body["problems"])
+    if "count" in expect:
+        assert len(body["problems"]) == expect["count"], body["problems"]
 
 
 def _assert_reported(want: dict[str, Any], problems: list[dict[str, Any]]) -> None:
