@@ -533,3 +533,13 @@ def test_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         reply = _azure(emu, key).chat.completions.create(model="chat",
                                                          messages=CHAT)
     assert reply.model == "gpt-4o"
+
+
+def test_rate_limit_window_tells_the_time_left(emulator: Emulator) -> None:
+    client = _client(emulator, add_openai_key(emulator))
+    emulator.add_rate_limit(RateLimit(limit=1, path="/v1/models", window=30,
+                                      retry_after=None))
+    client.models.list()
+    error = _status_error(lambda: client.models.list())
+    assert 0 < int(error.response.headers["retry-after-ms"]) <= 30_000
+    assert emulator.requests[-1].status == 429

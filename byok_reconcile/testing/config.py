@@ -157,11 +157,12 @@ class RateLimit:
     Counts requests whose path starts with ``path`` (and, if ``secret`` is
     set, that carry that key). With ``window`` the count restarts that many
     seconds after the first counted request; without, the limit stays.
+    ``retry_after`` None: the 429 says the time left in the window.
     """
 
     limit: int
     path: str = "/"
-    retry_after: float = 1.0
+    retry_after: float | None = 1.0
     window: float | None = None
     secret: str | None = field(default=None, repr=False)
 

@@ -101,8 +101,16 @@ class _RateSlot:
     def reset_in(self, now: float) -> float:
         window = self.limit.window
         if window is None:
-            return self.limit.retry_after
+            return self.retry_after(now)
         return max(0.0, self.started + window - now)
+
+    def retry_after(self, now: float) -> float:
+        """The configured delay, else the rest of the window, else 1 s."""
+        if self.limit.retry_after is not None:
+            return self.limit.retry_after
+        if self.limit.window is not None:
+            return max(0.001, self.started + self.limit.window - now)
+        return 1.0
 
 
 class Emulator:
@@ -348,13 +356,14 @@ class Emulator:
             slot = next((s for s in self._faults if s.take(method, path)), None)
         return slot.fault if slot else None
 
-    def _over_limit(self, req: Incoming) -> RateLimit | None:
+    def _over_limit(self, req: Incoming) -> float | None:
+        """None, or the retry-after seconds when ``req`` is over a limit."""
         key = api_key_of(req.headers)
         now = time.monotonic()
         with self._lock:
             for slot in self._rates:
                 if slot.matches(req.path, key) and slot.hit(now):
-                    return slot.limit
+                    return slot.retry_after(now)
         return None
 
     def _record(self, req: Incoming, dialect: str, status: int | None,
@@ -385,9 +394,9 @@ class Emulator:
             return _fault_reply(fault, route)
         if route is None:
             return Reply(404, {"detail": "Not Found"})
-        limited = self._over_limit(req)
-        if limited is not None:
-            return _rate_reply(req, route, limited)
+        retry_after = self._over_limit(req)
+        if retry_after is not None:
+            return _rate_reply(req, route, retry_after)
         if route.dialect == "azure":
             return azure_dialect.handle(self, req, route.sub)
         return openai_dialect.handle(self, req, route.flavour, route.sub)
@@ -408,8 +417,7 @@ def _fault_reply(fault: Fault, route: Route | None) -> Reply:
     return Reply(reply.status, reply.body, {**reply.headers, **headers})
 
 
-def _rate_reply(req: Incoming, route: Route, limit: RateLimit) -> Reply:
-    seconds = limit.retry_after
+def _rate_reply(req: Incoming, route: Route, seconds: float) -> Reply:
     headers = {
         "retry-after": str(max(1, round(seconds))),
         "retry-after-ms": str(round(seconds * 1000)),
