@@ -143,8 +143,26 @@ def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         _sqlite_locking(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=False)
+    else:
+        engine = create_engine(url, pool_pre_ping=False)
+    _log_statements(engine)
+    return engine
+
+
+def _log_statements(engine: Engine) -> None:
+    """With -vv, one DEBUG line per statement: its SQL and row count only.
+
+    Parameters are never logged: they hold ciphertext and fingerprints.
+    """
+    from byok_reconcile.output.logs import log_call
+
+    if not logging.getLogger("byok.store").isEnabledFor(logging.DEBUG):
+        return
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sql = " ".join(statement.split())
+        log_call("store", "sql", statement=sql[:160], rows=cursor.rowcount)
 
 
 def _sqlite_locking(engine: Engine) -> None:
