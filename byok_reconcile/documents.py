@@ -18,7 +18,7 @@ from typing import Any
 
 from byok_reconcile.model import Location, SourceFile
 from byok_reconcile.results import Problem, Severity
-from byok_reconcile.sopsmeta import SopsMeta, inspect_documents
+from byok_reconcile.sopsmeta import SopsMeta, inspect_documents, is_enc_value
 from byok_reconcile.yamlload import JsonPath, LoadedDocument, load_bytes, path_text
 
 API_VERSION = "byok/v1"
@@ -238,15 +238,15 @@ def _not_byok(doc: LoadedDocument, file: str, why: str) -> Problem:
 def _bad_api_version(doc: LoadedDocument, file: str) -> Problem:
     line, col = doc.mark(("apiVersion",))
     value = doc.data["apiVersion"]  # type: ignore[index]
-    shown = value if isinstance(value, str) else doc.raw.get(("apiVersion",), "?")
+    if is_enc_value(value):
+        message = "apiVersion is sops-encrypted: the whole document is encrypted"
+        hint = "encrypt only the key: sops encrypt --encrypted-regex '^apiKey$'"
+    else:
+        shown = value if isinstance(value, str) else doc.raw.get(("apiVersion",), "?")
+        message = f"unknown apiVersion '{shown}'"
+        hint = f"use apiVersion: {API_VERSION}"
     return Problem(
-        file,
-        line,
-        col,
-        f"unknown apiVersion '{shown}'",
-        "api-version",
-        path="$.apiVersion",
-        hint=f"use apiVersion: {API_VERSION}",
+        file, line, col, message, "api-version", path="$.apiVersion", hint=hint
     )
 
 

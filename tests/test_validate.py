@@ -378,3 +378,17 @@ def _undocumented(node: Any, where: str) -> list[str]:
         for i, sub in enumerate(node):
             found += _undocumented(sub, f"{where}[{i}]")
     return found
+
+
+def test_a_fully_encrypted_key_file_says_so(config: Path, age_identity: Any) -> None:
+    target = config / "keys" / "openai.yaml"
+    sops_encrypt(
+        _key(api_key=canary.make_secret()),
+        target,
+        recipients=age_identity.recipient,
+        encrypted_regex=None,
+    )
+    problems = validate_paths(["conf"]).problems
+    mine = [p for p in problems if p.file.endswith("openai.yaml")]
+    assert [p.code for p in mine] == ["api-version"]
+    assert "whole document is encrypted" in mine[0].message
