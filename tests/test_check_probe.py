@@ -312,19 +312,33 @@ def test_5xx_retried_then_succeeds(emu: Emulator) -> None:
     assert len(delays) == 2 and delays[1] > delays[0] * 1.2
 
 
-def test_rate_limit_honours_retry_after(emu: Emulator) -> None:
+@pytest.mark.parametrize(("headers", "waited"), [
+    ({"retry-after-ms": "200", "retry-after": "1"}, 0.2),
+    ({"retry-after": "2"}, 2.0),
+])
+def test_rate_limit_honours_retry_after(
+    emu: Emulator, headers: dict[str, str], waited: float
+) -> None:
     secret = make_secret()
     emu.add_key(EmulatedKey(secret=secret))
-    emu.add_rate_limit(RateLimit(limit=1, path="/v1/models", retry_after=0.2,
-                                 window=0.2))
-    spec = openai_key("k", emu.openai_base_url)
-    assert run([spec], {"k": secret})["k"].verdict == VALID  # uses the 1
-    result = run([spec], {"k": secret}, retries=2,
-                 sleeper=Sleeper())["k"]  # real sleep: the window must pass
+    emu.add_fault(Fault(path="/v1/models", status=429, times=1, headers=headers))
+    delays: list[float] = []
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 retries=2, sleeper=Sleeper(sleep=delays.append))["k"]
     assert result.verdict == VALID
-    hits = emu.requests_to("/v1/models")
-    assert [r.status for r in hits] == [200, 429, 200]
-    assert hits[2].time - hits[1].time >= 0.19  # retry-after-ms was honoured
+    assert [r.status for r in emu.requests] == [429, 200]
+    assert delays == [waited]
+
+
+def test_rate_limit_waits_for_real(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_rate_limit(RateLimit(limit=0, path="/v1/models", retry_after=0.2))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 retries=1, sleeper=Sleeper())["k"]
+    assert result.verdict == RATE_LIMITED
+    first, second = emu.requests
+    assert second.time - first.time >= 0.19  # no timing upper bound on purpose
 
 
 def test_rate_limit_exhausted_is_rate_limited(emu: Emulator) -> None:
