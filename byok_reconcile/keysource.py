@@ -143,7 +143,7 @@ def _extract(key: KeySpec, path: Path, data: bytes) -> object:
         return _inline_value(key, _yaml_docs(text, path))
     dotted = ref.key or ""
     if fmt == "dotenv":
-        return _lookup_flat(key, _dotenv(text), dotted)
+        return _lookup_flat(key, sopsmeta.dotenv_pairs(text), dotted)
     if fmt == "ini":
         return _lookup_flat(key, _ini(text), dotted)
     if fmt == "binary":
@@ -221,15 +221,6 @@ def _json(text: str, path: Path) -> object:
         raise ConfigError(
             "the decrypted JSON cannot be parsed", file=os.fspath(path)
         ) from None
-
-
-def _dotenv(text: str) -> dict[str, str]:
-    pairs = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            pairs[name.strip()] = value
-    return pairs
 
 
 def _ini(text: str) -> dict[str, str]:

@@ -130,7 +130,7 @@ def inspect_file(path: Path) -> SopsMeta | None:
 def inspect_text(text: str, fmt: Format) -> SopsMeta | None:
     """Like :func:`inspect_file`, for file content already read."""
     if fmt == "dotenv":
-        return _from_flat(_dotenv_pairs(text), "sops_", fmt)
+        return _from_flat(dotenv_pairs(text), "sops_", fmt)
     if fmt == "ini":
         return _from_flat(_ini_section(text), "", fmt)
     if fmt == "yaml":
@@ -225,7 +225,8 @@ def _recipients_in(block: Mapping[str, Any], group: int | None) -> list[Recipien
 _LIST_RE = re.compile(r"__list_(\d+)(?:__map_)?")
 
 
-def _dotenv_pairs(text: str) -> dict[str, str]:
+def dotenv_pairs(text: str) -> dict[str, str]:
+    """``NAME=value`` lines of a dotenv text; comments and blanks skipped."""
     pairs = {}
     for line in text.splitlines():
         name, sep, value = line.partition("=")
