@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import ipaddress
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -19,6 +18,13 @@ from urllib.parse import urlsplit
 
 from byok_reconcile.documents import Document, discover, load_source
 from byok_reconcile.model import Config, FeatureSpec, KeySpec, SecretRef, SourceFile
+from byok_reconcile.providers.hosts import (
+    PROVIDER_HOSTS,
+    HostError,
+    HostPattern,
+    Origin,
+    is_loopback,
+)
 from byok_reconcile.results import Problem
 from byok_reconcile.schema import check as schema_check
 from byok_reconcile.sopsmeta import inspect_file, is_enc_value
@@ -379,15 +385,6 @@ def _file_ref_problem(target: Path) -> tuple[str, str] | None:
 # -- rules: providers ---------------------------------------------------------------
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-PROVIDER_HOSTS = {
-    "openai": ("api.openai.com",),
-    "azure_openai": (
-        "*.openai.azure.com",
-        "*.cognitiveservices.azure.com",
-        "*.services.ai.azure.com",
-    ),
-    "openai_compatible": (),
-}
 _API_VERSION_RE = re.compile(
     r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(-preview)?\Z"
 )
@@ -502,39 +499,17 @@ def _url_problem(url: str, root_only: bool) -> tuple[str, str] | None:
     return None
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def host_allowed(host: str, port: int | None, patterns: Iterable[str]) -> bool:
     """Whether ``host`` (and ``port``) matches a hostname, ``*.suffix`` or
-    ``host:port`` pattern."""
-    host = host.lower()
-    for pattern in patterns:
-        name, _, want_port = (
-            pattern.rpartition(":") if _has_port(pattern) else (pattern, "", "")
-        )
-        if want_port and port is not None and str(port) != want_port:
-            continue
-        name = name.strip("[]")
-        if name.startswith("*."):
-            if host.endswith(name[1:]):
+    ``host:port`` pattern; malformed patterns match nothing."""
+    origin = Origin("https", host.lower().strip("[]"), port or 443)
+    for text in patterns:
+        try:
+            if HostPattern.parse(text).matches(origin):
                 return True
-        elif host == name:
-            return True
+        except HostError:
+            continue
     return False
-
-
-def _has_port(pattern: str) -> bool:
-    if pattern.startswith("["):
-        return "]:" in pattern
-    return ":" in pattern
 
 
 def _host_warning(
