@@ -10,11 +10,13 @@ per-host concurrency limits are held while the request is in flight.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx2
 
+from byok_reconcile.output.logs import log_call
 from byok_reconcile.providers.hosts import HostPolicy, Origin
 
 _SENT_HEADERS = frozenset(
@@ -77,9 +79,18 @@ class GuardedTransport(httpx2.BaseTransport):
             )
         inner = self._direct if target.loopback else self._outside
         with self._slot(origin.host):
-            response = inner.handle_request(request)
-            # Read inside the slot, so the limit covers the whole exchange.
-            response.read()
+            started = time.monotonic()
+            try:
+                response = inner.handle_request(request)
+                # Read inside the slot, so the limit covers the whole exchange.
+                response.read()
+            except httpx2.HTTPError as exc:
+                log_call("provider", request.method, host=origin.host,
+                         path=request.url.path, error=type(exc).__name__)
+                raise
+        log_call("provider", request.method, host=origin.host,
+                 path=request.url.path, status=response.status_code,
+                 seconds=time.monotonic() - started)
         return response
 
     @contextmanager

@@ -173,6 +173,7 @@ def _infer(state: State, req: Incoming, key: EmulatedKey, deployment: str,
     _check_operation(state, model, operation)
     if model.kind == "reasoning" and "max_tokens" in body:
         raise unsupported_max_tokens()
+    bodies.check_shape(operation, body)
     headers = {"x-request-id": str(uuid.uuid4()),
                **state.ratelimit_headers(req.path)}
     return Reply(200, _result(model.id, operation, body), headers)

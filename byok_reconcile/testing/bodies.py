@@ -50,6 +50,26 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def check_shape(operation: str, body: Mapping[str, Any]) -> None:
+    """Refuse an empty ``messages`` or ``input`` with 400, as the providers do.
+
+    Real servers validate the request body after authentication and routing,
+    which is what a free deployment probe relies on. The OpenAI texts are from
+    public captures; Azure passes the same OpenAI-shaped body through
+    (unconfirmed: keep it configurable through the body only).
+    """
+    if operation in ("chat", "chat/completions") and body.get("messages") == []:
+        raise ApiError(400, (
+            "Invalid 'messages': empty array. Expected an array with minimum "
+            "length 1, but got an empty array instead."
+        ), param="messages", code="empty_array")
+    if operation == "embeddings" and body.get("input") in ([], ""):
+        raise ApiError(400, (
+            "'$.input' is invalid. Please check the API reference: "
+            "https://platform.openai.com/docs/api-reference."
+        ))
+
+
 def render_error(error: ApiError, flavour: str) -> Reply:
     """The error body as ``flavour`` (openai, azure, vllm, ollama) sends it."""
     if flavour == "ollama":

@@ -150,6 +150,7 @@ def _chat(state: State, req: Incoming, flavour: str, key: EmulatedKey,
         ), param="model")
     if model.kind == "reasoning" and "max_tokens" in body:
         raise unsupported_max_tokens()
+    bodies.check_shape("chat", body)
     _require_credit(key)
     return _ok(bodies.chat_completion(model.id, body), key,
                state.ratelimit_headers(req.path))
@@ -182,6 +183,7 @@ def _embeddings(state: State, req: Incoming, flavour: str, key: EmulatedKey,
     if model.kind != "embedding":
         raise ApiError(state.wrong_kind_status, f"The model '{model.id}' does "
                        "not support embeddings.", param="model")
+    bodies.check_shape("embeddings", body)
     _require_credit(key)
     return _ok(bodies.embedding_list(model.id, body), key,
                state.ratelimit_headers(req.path))
