@@ -68,8 +68,26 @@ def validator(kind: str) -> Any:
     return Draft202012Validator(load_schema(kind))
 
 
+@functools.cache
+def fast_validator(kind: str) -> Any | None:
+    """A compiled (Rust) validator of ``kind``, or None without jsonschema-rs.
+
+    It only answers "valid or not": most documents are valid, and for them
+    the pure-Python validator (slow to import and to run) is never needed.
+    Its errors still come from :func:`validator`, which words them.
+    """
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - the wheel is a dependency
+        return None
+    return jsonschema_rs.Draft202012Validator(load_schema(kind))
+
+
 def check(kind: str, doc: LoadedDocument, file: str) -> list[Problem]:
     """Validate one document against its kind's schema."""
+    fast = fast_validator(kind)
+    if fast is not None and fast.is_valid(doc.data):
+        return []
     errors = list(_leaves(validator(kind).iter_errors(doc.data)))
     # A block the provider does not use is one error, not one per field in it.
     unused = [tuple(e.absolute_path) for e in errors if e.validator == "not"]
