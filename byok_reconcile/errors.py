@@ -81,6 +81,11 @@ class SecretNotFoundError(ConfigError):
     """A secret reference points at nothing (missing key, unset variable)."""
 
 
+class SecretUnavailableError(UnavailableError):
+    """A secret this environment should provide is missing (an unset or
+    empty environment variable): the configuration itself is fine."""
+
+
 class StoreError(UnavailableError):
     """The target store cannot be reached or used."""
 
