@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from byok_reconcile import sopsmeta
-from byok_reconcile.errors import ByokError, ConfigError, SecretNotFoundError
+from byok_reconcile.errors import (
+    ByokError,
+    ConfigError,
+    SecretNotFoundError,
+    SecretUnavailableError,
+)
 from byok_reconcile.model import Config, KeySpec, SecretRef
 from byok_reconcile.secret import Secret
 
@@ -79,7 +84,7 @@ def _resolve_one(
             return _from_env(key, env)
         if path is None:
             raise ConfigError(
-                f"Key {key.name}: the fromFile reference has no path",
+                "the fromFile reference has no path",
                 file=str(ref.location),
             )
         found = plain.get(path)
@@ -93,14 +98,16 @@ def _resolve_one(
 
 
 def _from_env(key: KeySpec, env: Mapping[str, str]) -> Secret:
+    # Unset here is not a configuration error: the same files work where the
+    # variable is set (CI with secrets), so this is "unavailable" (exit 3).
     name = key.secret.env or ""
     value = env.get(name, "").strip()
     if not value:
         state = "is empty" if name in env else "is not set"
-        raise SecretNotFoundError(
-            f"Key {key.name} reads its API key from the environment variable "
-            f"{name}, which {state}",
-            hint=f"set {name} (e.g. from your CI secret store)",
+        raise SecretUnavailableError(
+            f"the API key comes from the environment variable {name}, "
+            f"which {state}",
+            hint=f"set {name}, for example from your CI secret store",
             file=str(key.secret.location),
         )
     return Secret(value)
@@ -111,14 +118,14 @@ def _wrap(key: KeySpec, value: object, path: Path) -> Secret:
     if isinstance(value, (Mapping, list)) or value is None:
         kind = "nothing" if value is None else "a structure, not a single value"
         raise SecretNotFoundError(
-            f"Key {key.name}: {where} holds {kind}",
+            f"{where} holds {kind}",
             hint="point the reference at a single string value",
             file=str(key.secret.location),
         )
     text = str(value).strip()
     if not text:
         raise SecretNotFoundError(
-            f"Key {key.name}: {where} is empty",
+            f"{where} is empty",
             hint=f"store the API key in {path}",
             file=str(key.secret.location),
         )
@@ -158,7 +165,7 @@ def _inline_value(key: KeySpec, docs: list[Any]) -> object:
     spec = doc.get("spec") if isinstance(doc, Mapping) else None
     if not isinstance(spec, Mapping) or "apiKey" not in spec:
         raise SecretNotFoundError(
-            f"Key {key.name}: document {index + 1} of its file has no spec.apiKey "
+            f"document {index + 1} of its file has no spec.apiKey "
             "after decryption",
             file=str(key.secret.location),
         )
@@ -189,9 +196,9 @@ def _lookup_flat(key: KeySpec, pairs: Mapping[str, str], name: str) -> str:
 def _missing(key: KeySpec, dotted: str) -> SecretNotFoundError:
     ref = key.secret
     return SecretNotFoundError(
-        f"Key {key.name}: '{dotted}' was not found in {ref.path} after decryption",
-        hint="check the key path (dotted, e.g. openai.prod; a variable name "
-        "for dotenv files)",
+        f"'{dotted}' was not found in {ref.path} after decryption",
+        hint="check the key path: dotted like openai.prod, or a variable "
+        "name for dotenv files",
         file=str(ref.location),
     )
 

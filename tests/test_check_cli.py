@@ -148,11 +148,27 @@ def test_deep_prints_a_notice(repo: Path, emu: Emulator) -> None:
     assert emu.requests_to("/v1/chat/completions")
 
 
-def test_missing_env_secret_reports_file(repo: Path, emu: Emulator) -> None:
+def test_missing_env_secret_exits_3_and_reports_file(
+    repo: Path, emu: Emulator
+) -> None:
+    # An unset variable is a secret missing here (exit 3), like a missing
+    # decryption key; the configuration itself is valid.
     write_key(repo, "nokey", "UNSET_VAR_FOR_TEST", "https://api.openai.com/v1")
     result = invoke(str(repo), *resolve_to(emu))
-    assert result.exit_code == 1
-    assert "nokey.yaml" in result.output + result.stderr
+    assert result.exit_code == 3
+    out = result.output + result.stderr
+    assert "nokey.yaml:6:11" in out and "UNSET_VAR_FOR_TEST" in out
+    assert "key nokey: the API key comes from" in out
+    assert "Key nokey" not in out
+
+
+def test_rejection_wins_over_missing_env_secret(
+    repo: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_key(repo, "nokey", "UNSET_VAR_FOR_TEST", "https://api.openai.com/v1")
+    monkeypatch.setenv("BAD_KEY", make_secret())
+    write_key(repo, "bad", "BAD_KEY", "https://api.openai.com/v1")
+    assert invoke(str(repo), *resolve_to(emu)).exit_code == 1
 
 
 AZURE_KEY = """\

@@ -16,6 +16,7 @@ from byok_reconcile.errors import (
     DecryptionKeyError,
     NotEncryptedError,
     SecretNotFoundError,
+    SecretUnavailableError,
 )
 from byok_reconcile.model import Config, KeySpec, Location, SecretRef
 from byok_reconcile.secret import Secret
@@ -156,9 +157,14 @@ def test_from_env_missing_names_variable_and_place(
 ) -> None:
     result = keysource.resolve_secrets(config(key("ci", from_env("V"))), env=env)
     err = result["ci"]
-    assert isinstance(err, SecretNotFoundError)
-    assert err.exit_code == EXIT_INVALID
+    # Missing in this environment, not wrong in the files: exit 3, like a
+    # missing decryption key.
+    assert isinstance(err, SecretUnavailableError)
+    assert err.exit_code == EXIT_UNAVAILABLE
     assert "V" in str(err) and words in str(err) and "keys/ci.yaml:7:11" in str(err)
+    # The caller prefixes the key's name; the message must not repeat it.
+    assert "ci" not in err.message.split()
+    assert str(err).count("(") == 1, "no nested parentheses in the hint"
 
 
 def test_from_env_defaults_to_process_environment(
@@ -260,7 +266,8 @@ def test_from_file_bad_reference(
     err = result["k"]
     assert isinstance(err, SecretNotFoundError), err
     assert words in str(err) and f"{referrer}:9:11" in str(err)
-    assert err.exit_code == EXIT_INVALID
+    assert err.exit_code == EXIT_INVALID  # a wrong path in the files: exit 1
+    assert str(err).count("(") == 1, "no nested parentheses in the hint"
     assert_clean(result)
 
 
