@@ -154,8 +154,9 @@ def test_restricted_key_falls_back_to_retrieve(emu: Emulator) -> None:
         result = run([spec], {"k": secret})["k"]
         assert verdicts(result) == {"gpt-4o": VALID, "gpt-9": MODEL_UNAVAILABLE}
         assert result.targets[0].proven.startswith("GET /models/")
-        paths = [r.path for r in e2.requests]
-        assert paths == ["/v1/models", "/v1/models/gpt-4o", "/v1/models/gpt-9"]
+        first, *rest = [r.path for r in e2.requests]  # models run concurrently
+        assert first == "/v1/models"
+        assert sorted(rest) == ["/v1/models/gpt-4o", "/v1/models/gpt-9"]
 
 
 def test_restricted_key_without_any_read_scope(emu: Emulator) -> None:
@@ -178,10 +179,11 @@ def test_deep_finds_exhausted_quota_without_retrying(emu: Emulator) -> None:
     result = run([spec], {"k": secret}, deep=True, retries=3)["k"]
     assert verdicts(result) == {"gpt-4o": QUOTA_EXHAUSTED,
                                 "text-embedding-3-small": QUOTA_EXHAUSTED}
-    paths = [r.path for r in emu.requests]
-    assert paths == ["/v1/models", "/v1/chat/completions", "/v1/embeddings"]
-    chat = emu.requests[1].body
-    assert chat["max_completion_tokens"] == 1
+    first, *rest = [r.path for r in emu.requests]  # models run concurrently
+    assert first == "/v1/models"
+    assert sorted(rest) == ["/v1/chat/completions", "/v1/embeddings"]
+    (chat,) = emu.requests_to("/v1/chat/completions")
+    assert chat.body["max_completion_tokens"] == 1
 
 
 def test_deep_reasoning_model_is_valid(emu: Emulator) -> None:
@@ -376,6 +378,85 @@ def test_concurrency_limits(emu: Emulator) -> None:
     emu.clear()
     run(specs, secrets, concurrency=3, per_host=32)
     assert emu.max_in_flight == 3
+
+
+def test_one_keys_targets_run_concurrently_within_limits(emu: Emulator) -> None:
+    # Many deployments of one key must not be probed one after another.
+    deployments = {f"d{i}": "gpt-4o" for i in range(8)}
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, deployments))
+    emu.set_latency(0.15)
+    spec = azure_key("a", emu.azure_endpoint, deployments)
+    result = run([spec], {"a": secret}, concurrency=8, per_host=4)["a"]
+    assert set(verdicts(result).values()) == {VALID}
+    assert list(verdicts(result)) == list(deployments)  # order kept
+    assert emu.max_in_flight == 4  # parallel, yet within --per-host
+    emu.clear()
+    run([spec], {"a": secret}, concurrency=2, per_host=32)
+    assert emu.max_in_flight == 2  # and within --concurrency
+
+
+@pytest.mark.parametrize("deep", [True, False])
+def test_openai_models_run_concurrently(emu: Emulator, deep: bool) -> None:
+    # deep: one chat request per model; restricted key: one retrieve per model.
+    models = tuple(f"m{i}" for i in range(6))
+    secret = make_secret()
+    scopes = ("model.request",) if not deep else ()
+    emu.stop()
+    with Emulator(scope_requirements={"models.retrieve": "model.request"}) as e2:
+        key = EmulatedKey(secret=secret, scopes=scopes) if scopes else EmulatedKey(
+            secret=secret)
+        e2.add_key(key)
+        e2.set_latency(0.15)
+        spec = openai_key("k", e2.openai_base_url, models)
+        result = run([spec], {"k": secret}, deep=deep, concurrency=8, per_host=3)
+        assert list(verdicts(result["k"])) == list(models)
+        assert e2.max_in_flight == 3
+
+
+# -- what failures say ----------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [
+    Fault(path="/v1/models", status=503),
+    Fault(path="/v1/models", kind="reset"),
+    Fault(path="/v1/models", kind="html", status=502),
+])
+def test_unreachable_names_the_configured_host(emu: Emulator, fault: Fault) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_fault(fault)
+    spec = openai_key("k", "https://api.openai.com/v1", ("gpt-4o", "gpt-4o-mini"))
+    result = run([spec], {"k": secret}, allow_hosts=(),
+                 resolve={"api.openai.com": emu.url})["k"]
+    assert result.verdict == UNREACHABLE
+    assert "api.openai.com" in result.detail, result.detail
+    assert {t.detail for t in result.targets} == {
+        "not checked: api.openai.com was unreachable"
+    }
+
+
+def test_timeout_names_the_host(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_fault(Fault(path="/v1/models", kind="hang", seconds=5))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret},
+                 timeout=0.3)["k"]
+    assert "no answer from 127.0.0.1 within 0.3s" in result.detail
+
+
+def test_skipped_targets_say_why(emu: Emulator) -> None:
+    emu.add_key(EmulatedKey(secret=make_secret()))
+    refused = openai_key("r", "https://nowhere.example/v1",
+                         provider="openai_compatible")
+    bad = openai_key("b", emu.openai_base_url)
+    found = run([refused, bad], {"r": make_secret(), "b": make_secret()})
+    assert found["r"].verdict == MISCONFIGURED
+    assert found["r"].targets[0].detail == (
+        "not checked: the key's configuration is wrong"
+    )
+    assert found["b"].verdict == INVALID_KEY
+    assert found["b"].targets[0].detail == "not checked: the key itself failed"
 
 
 # -- where keys go --------------------------------------------------------

@@ -131,18 +131,23 @@ def classify_status(
     headers: Mapping[str, str],
     phase: Phase,
     secret: str = "",
+    host: str = "",
 ) -> Outcome:
-    """The verdict for an HTTP error answer to a request of ``phase``."""
+    """The verdict for an HTTP error answer to a request of ``phase``.
+
+    ``host`` (the configured host, never a secret) names who answered.
+    """
     body = parse_error_body(body_text)
     rid = request_id(headers)
+    who = host or "the provider"
     if status >= 500 or status == 408:
-        msg = f"the provider answered {status}; try again later"
+        msg = f"{who} answered {status}; try again later"
         return Outcome(UNREACHABLE, msg, request_id=rid, retry=True,
                        retry_after=retry_after(headers))
     if not body.json:
         return Outcome(
             UNREACHABLE,
-            f"the provider answered {status} with a body that is not JSON",
+            f"{who} answered {status} with a body that is not JSON",
             hint="a proxy or gateway may stand in front of the provider",
             request_id=rid,
         )

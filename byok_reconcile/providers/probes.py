@@ -18,9 +18,11 @@ import openai
 
 from byok_reconcile.model import KeySpec
 from byok_reconcile.providers.classify import Outcome, Phase
+from byok_reconcile.providers.hosts import HostError, parse_origin
 from byok_reconcile.providers.session import ProbeFailure, Session
 from byok_reconcile.results import (
     FORBIDDEN,
+    MISCONFIGURED,
     MODEL_UNAVAILABLE,
     UNREACHABLE,
     VALID,
@@ -41,13 +43,33 @@ class Probed:
     host: str = ""
 
 
-def skipped(targets: tuple[str, ...], outcome: Outcome) -> tuple[TargetResult, ...]:
-    """Targets left unchecked because the key itself failed."""
+def skipped(
+    targets: tuple[str, ...], outcome: Outcome, host: str = ""
+) -> tuple[TargetResult, ...]:
+    """Targets left unchecked because the key's own request failed."""
+    why = _not_checked(outcome.verdict, host)
     return tuple(
-        TargetResult(t, outcome.verdict, "not checked: the key itself failed",
-                     request_id=outcome.request_id)
+        TargetResult(t, outcome.verdict, why, request_id=outcome.request_id)
         for t in targets
     )
+
+
+def _not_checked(verdict: str, host: str) -> str:
+    # Say why in the words of the key's failure: an unreachable host or a
+    # wrong setting says nothing about the key itself.
+    if verdict == UNREACHABLE:
+        return f"not checked: {host or 'the provider'} was unreachable"
+    if verdict == MISCONFIGURED:
+        return "not checked: the key's configuration is wrong"
+    return "not checked: the key itself failed"
+
+
+def host_of(url: str) -> str:
+    """The host of ``url`` as configured (before any ``--resolve``)."""
+    try:
+        return parse_origin(url).host
+    except HostError:
+        return ""
 
 
 def _target(name: str, outcome: Outcome, proven: str = "") -> TargetResult:
@@ -65,11 +87,12 @@ def _request_id(raw: Any) -> str | None:
     return headers.get("x-request-id") or headers.get("apim-request-id")
 
 
-def _call(session: Session, secret: Secret, phase: Phase,
+def _call(session: Session, client: openai.OpenAI, secret: Secret, phase: Phase,
           fn: Callable[[], Any]) -> tuple[Outcome, Any]:
-    """Run ``fn`` (a raw-response SDK call); a failure becomes an Outcome."""
+    """Run ``fn`` (a raw-response SDK call on ``client``); a failure becomes
+    an Outcome that names the client's host."""
     try:
-        raw = session.call(fn, phase, secret)
+        raw = session.call(fn, phase, secret, str(client.base_url.host))
     except ProbeFailure as failure:
         return failure.outcome, None
     return Outcome(VALID, request_id=_request_id(raw)), raw
@@ -89,58 +112,68 @@ def _model_ids(raw: Any) -> set[str] | None:
 def probe_openai(session: Session, spec: KeySpec, secret: Secret) -> Probed:
     """Prove an openai or openai_compatible key and each of its models."""
     base = spec.settings.get("baseUrl") or OPENAI_BASE_URL
+    host = host_of(base)
     refused = session.admit(spec.provider, base)
     if refused is not None:
-        return Probed(refused, skipped(spec.targets, refused))
+        return Probed(refused, skipped(spec.targets, refused, host), host)
     client = session.openai_client(
         base, secret, spec.settings.get("organization"), spec.settings.get("project")
     )
-    listed, raw = _call(session, secret, "key", client.models.with_raw_response.list)
+    listed, raw = _call(
+        session, client, secret, "key", client.models.with_raw_response.list
+    )
     if listed.verdict == VALID:
         return _from_listing(session, client, spec, secret, listed, raw)
     if listed.restricted:
         return _restricted(session, client, spec, secret, listed)
-    return Probed(listed, skipped(spec.targets, listed))
+    return Probed(listed, skipped(spec.targets, listed, host), host)
 
 
 def _from_listing(session: Session, client: openai.OpenAI, spec: KeySpec,
                   secret: Secret, listed: Outcome, raw: Any) -> Probed:
     ids = _model_ids(raw)
     if ids is None:
-        bad = Outcome(UNREACHABLE, "the model list could not be read",
+        host = str(client.base_url.host)
+        bad = Outcome(UNREACHABLE, f"the model list from {host} could not be read",
                       "check that the base URL points at an OpenAI-style API",
                       listed.request_id)
-        return Probed(bad, skipped(spec.targets, bad))
+        return Probed(bad, skipped(spec.targets, bad, host), host)
     key = Outcome(VALID, "key accepted (GET /models)", request_id=listed.request_id)
-    targets = []
-    for model in spec.models:
-        if session.options.deep:
-            targets.append(_deep_openai(session, client, model, secret))
-        elif model in ids:
-            ok = Outcome(VALID, request_id=listed.request_id)
-            targets.append(_target(model, ok, "listed by GET /models"))
-        else:
-            targets.append(_target(model, Outcome(
-                MODEL_UNAVAILABLE, "not in the key's model list",
-                request_id=listed.request_id)))
-    return Probed(key, tuple(targets))
+    if session.options.deep:
+        deep = session.map(
+            lambda m: _deep_openai(session, client, m, secret), spec.models
+        )
+        return Probed(key, tuple(deep))
+    return Probed(key, tuple(_listed(m, ids, listed) for m in spec.models))
+
+
+def _listed(model: str, ids: set[str], listed: Outcome) -> TargetResult:
+    if model in ids:
+        ok = Outcome(VALID, request_id=listed.request_id)
+        return _target(model, ok, "listed by GET /models")
+    missing = Outcome(MODEL_UNAVAILABLE, "not in the key's model list",
+                      request_id=listed.request_id)
+    return _target(model, missing)
 
 
 def _restricted(session: Session, client: openai.OpenAI, spec: KeySpec,
                 secret: Secret, listed: Outcome) -> Probed:
     # 403 "Missing scopes" on the list: the key authenticated, so it is
     # valid, only restricted. Prove each model one by one instead.
-    key = Outcome(VALID, f"restricted key, cannot list models ({listed.detail})",
+    key = Outcome(VALID, f"restricted key, cannot list models: {listed.detail}",
                   request_id=listed.request_id)
-    targets = []
-    for model in spec.models:
-        if session.options.deep:
-            targets.append(_deep_openai(session, client, model, secret))
-            continue
-        fn = lambda m=model: client.models.with_raw_response.retrieve(m)  # noqa: E731
-        outcome, _ = _call(session, secret, "model", fn)
-        targets.append(_target(model, outcome, _retrieved(outcome.verdict)))
-    return Probed(key, tuple(targets))
+    if session.options.deep:
+        probe = lambda m: _deep_openai(session, client, m, secret)  # noqa: E731
+    else:
+        probe = lambda m: _retrieve(session, client, m, secret)  # noqa: E731
+    return Probed(key, tuple(session.map(probe, spec.models)))
+
+
+def _retrieve(session: Session, client: openai.OpenAI, model: str,
+              secret: Secret) -> TargetResult:
+    fn = lambda: client.models.with_raw_response.retrieve(model)  # noqa: E731
+    outcome, _ = _call(session, client, secret, "model", fn)
+    return _target(model, outcome, _retrieved(outcome.verdict))
 
 
 def _retrieved(verdict: str) -> str:
@@ -154,7 +187,7 @@ def _retrieved(verdict: str) -> str:
 def _deep_openai(session: Session, client: openai.OpenAI, model: str,
                  secret: Secret) -> TargetResult:
     fn = _real_request(client, model, _is_embedding(model))
-    outcome, _ = _call(session, secret, "deep", fn)
+    outcome, _ = _call(session, client, secret, "deep", fn)
     proven = "answered a real request" if outcome.verdict == VALID else ""
     return _target(model, outcome, proven)
 
@@ -193,24 +226,27 @@ def probe_azure(session: Session, spec: KeySpec, secret: Secret) -> Probed:
     """Prove an Azure key + endpoint + api-version, then each deployment."""
     endpoint = spec.settings.get("endpoint", "").rstrip("/")
     version = spec.settings.get("apiVersion", "")
+    host = host_of(endpoint + "/")
     refused = session.admit(spec.provider, endpoint + "/")
     if refused is not None:
-        return Probed(refused, skipped(spec.targets, refused))
+        return Probed(refused, skipped(spec.targets, refused, host), host)
     client: openai.OpenAI
     if version == "v1":
         client = session.openai_client(f"{endpoint}/openai/v1/", secret)
     else:
         client = session.azure_client(endpoint, version, secret)
-    listed, _ = _call(session, secret, "key", client.models.with_raw_response.list)
+    listed, _ = _call(
+        session, client, secret, "key", client.models.with_raw_response.list
+    )
     if listed.verdict != VALID:
-        return Probed(listed, skipped(spec.targets, listed))
+        return Probed(listed, skipped(spec.targets, listed, host), host)
     key = Outcome(VALID, "key, endpoint and API version accepted",
                   request_id=listed.request_id)
-    targets = tuple(
-        _probe_deployment(session, client, name, model, secret)
-        for name, model in spec.deployments.items()
+    targets = session.map(
+        lambda item: _probe_deployment(session, client, *item, secret),
+        list(spec.deployments.items()),
     )
-    return Probed(key, targets)
+    return Probed(key, tuple(targets), host)
 
 
 def _probe_deployment(session: Session, client: openai.OpenAI, name: str,
@@ -218,10 +254,10 @@ def _probe_deployment(session: Session, client: openai.OpenAI, name: str,
     embedding = _is_embedding(model or name)
     if session.options.deep:
         fn = _real_request(client, name, embedding)
-        outcome, _ = _call(session, secret, "deep", fn)
+        outcome, _ = _call(session, client, secret, "deep", fn)
         proven = "answered a real request"
     else:
         fn = _empty_request(client, name, embedding)
-        outcome, _ = _call(session, secret, "deployment", fn)
+        outcome, _ = _call(session, client, secret, "deployment", fn)
         proven = "deployment exists and accepts the key (no tokens spent)"
     return _target(name, outcome, proven if outcome.verdict == VALID else "")

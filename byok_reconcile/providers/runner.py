@@ -94,8 +94,8 @@ def check_key(session: Session, spec: KeySpec, secret: Secret) -> KeyResult:
         probed = _probe(session, spec, secret)
     except Exception as exc:  # one key's crash must not stop the run
         # The exception text could hold provider data: show its type only.
-        outcome = Outcome(UNREACHABLE, f"the check failed ({type(exc).__name__})")
-        probed = Probed(outcome, skipped(spec.targets, outcome))
+        outcome = Outcome(UNREACHABLE, f"the check failed: {type(exc).__name__}")
+        probed = Probed(outcome, skipped(spec.targets, outcome, _host(spec) or ""))
     return to_result(spec, secret, probed)
 
 

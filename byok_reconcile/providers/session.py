@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from byok_reconcile.pipeline import CheckOptions
 
 T = TypeVar("T")
+U = TypeVar("U")
 log = logging.getLogger("byok.provider")
 
 RETRY_CAP = 30.0  # seconds; a provider asking for more is not waited for
@@ -72,6 +74,11 @@ class Session:
             timeout=options.timeout,
             follow_redirects=False,
         )
+        # Targets of one key run here, apart from the pool that runs keys:
+        # a key waiting for its targets never holds a slot they need.
+        self._targets = ThreadPoolExecutor(
+            max_workers=max(options.concurrency, 1), thread_name_prefix="byok-target"
+        )
 
     def __enter__(self) -> Session:
         return self
@@ -80,7 +87,17 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        self._targets.shutdown(wait=True)
         self.http.close()
+
+    def map(self, fn: Callable[[U], T], items: Iterable[U]) -> list[T]:
+        """``fn`` over ``items`` concurrently, results in the items' order.
+
+        The transport still holds the global and per-host limits, so this
+        only lets one key's targets use the slots that are free.
+        """
+        futures = [self._targets.submit(fn, item) for item in items]
+        return [f.result() for f in futures]
 
     def admit(self, provider: str, url: str) -> Outcome | None:
         """Check ``url`` against the allow-list; a refusal is an Outcome."""
@@ -145,11 +162,17 @@ class Session:
             http_client=self.http,
         )
 
-    def call(self, fn: Callable[[], T], phase: Phase, secret: Secret) -> T:
-        """Run one SDK call with bounded retries; failures raise ProbeFailure."""
+    def call(
+        self, fn: Callable[[], T], phase: Phase, secret: Secret, host: str = ""
+    ) -> T:
+        """Run one SDK call with bounded retries; failures raise ProbeFailure.
+
+        ``host`` is the configured host the call goes to; failures that say
+        who could not be reached name it.
+        """
         retries = max(self.options.retries, 0)
         for attempt in range(retries + 1):
-            outcome = self._attempt(fn, phase, secret)
+            outcome = self._attempt(fn, phase, secret, host or "the provider")
             if not isinstance(outcome, Outcome):
                 return outcome
             if not outcome.retry or attempt == retries:
@@ -162,23 +185,24 @@ class Session:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(
-        self, fn: Callable[[], T], phase: Phase, secret: Secret
+        self, fn: Callable[[], T], phase: Phase, secret: Secret, host: str
     ) -> T | Outcome:
         try:
             return fn()
         except openai.APIStatusError as exc:
             resp = exc.response
             return classify_status(
-                resp.status_code, resp.text, resp.headers, phase, secret.reveal()
+                resp.status_code, resp.text, resp.headers, phase, secret.reveal(),
+                host,
             )
         except openai.APITimeoutError:
             return classify_transport(
-                "timeout", f"no answer within {self.options.timeout:g}s"
+                "timeout", f"no answer from {host} within {self.options.timeout:g}s"
             )
         except openai.APIConnectionError as exc:
             if isinstance(exc.__cause__, RefusedHostError):
                 return classify_transport("refused", str(exc.__cause__))
-            return classify_transport("connect", "could not connect to the provider")
+            return classify_transport("connect", f"could not connect to {host}")
         except (openai.OpenAIError, ValueError) as exc:
             # A 2xx we cannot read: not an answer about the key.
             return Outcome(UNREACHABLE, f"unreadable answer ({type(exc).__name__})")
