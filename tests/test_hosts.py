@@ -117,3 +117,26 @@ def test_build_options_reads_environment() -> None:
 def test_build_options_rejects_malformed_resolve() -> None:
     with pytest.raises(UsageError, match="HOST=URL"):
         build_options(resolve=("api.openai.com",), env={})
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "named"),
+    [
+        ({}, {"BYOK_RESOLVE": "api.openai.com"}, "BYOK_RESOLVE"),
+        ({}, {"BYOK_RESOLVE": "api.openai.com=http://10.0.0.1"}, "BYOK_RESOLVE"),
+        ({}, {"BYOK_RESOLVE": "a b=http://127.0.0.1"}, "BYOK_RESOLVE"),
+        ({}, {"BYOK_ALLOW_HOSTS": "ok.example,exa mple.com"}, "BYOK_ALLOW_HOSTS"),
+        ({"resolve": ("api.openai.com",)}, {}, "--resolve"),
+        ({"resolve": ("x=http://10.0.0.1",)}, {}, "--resolve"),
+        ({"allow_hosts": ("host:99999",)}, {}, "--allow-host"),
+    ],
+)
+def test_bad_entry_names_where_it_came_from(
+    option: dict[str, tuple[str, ...]], env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        build_options(**option, env=env)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert named in message, message
+    others = {"BYOK_RESOLVE", "BYOK_ALLOW_HOSTS", "--resolve", "--allow-host"}
+    assert not [o for o in others - {named} if o in caught.value.message]

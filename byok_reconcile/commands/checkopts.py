@@ -69,13 +69,18 @@ def build_options(
     Raises :class:`UsageError` (exit 2) for a malformed host or resolve
     entry, or a resolve target that is not loopback.
     """
-    from byok_reconcile.providers.hosts import parse_patterns, parse_resolve
+    from byok_reconcile.providers.hosts import parse_patterns
 
     env = os.environ if env is None else env
-    hosts = (*allow_hosts, *_split(env.get(ENV_ALLOW, "")))
-    entries = (*_split(env.get(ENV_RESOLVE, "")), *resolve)
-    parse_patterns(hosts)
-    mapping = parse_resolve(dict(_resolve_entry(e) for e in entries))
+    env_hosts = _split(env.get(ENV_ALLOW, ""))
+    parse_patterns(allow_hosts, "--allow-host")
+    parse_patterns(env_hosts, ENV_ALLOW)
+    hosts = (*allow_hosts, *env_hosts)
+    # The command line wins over the environment for the same host.
+    mapping = {
+        **_resolve_map(_split(env.get(ENV_RESOLVE, "")), ENV_RESOLVE),
+        **_resolve_map(resolve, "--resolve"),
+    }
     return CheckOptions(
         deep=deep,
         timeout=timeout,
@@ -92,11 +97,19 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _resolve_entry(entry: str) -> tuple[str, str]:
+def _resolve_map(entries: Iterable[str], source: str) -> dict[str, str]:
+    """Checked ``HOST=URL`` entries; ``source`` names them in errors."""
+    from byok_reconcile.providers.hosts import parse_resolve
+
+    pairs = dict(_resolve_entry(e, source) for e in entries)
+    return parse_resolve(pairs, source)
+
+
+def _resolve_entry(entry: str, source: str) -> tuple[str, str]:
     host, sep, url = entry.partition("=")
     if not sep or not host.strip() or not url.strip():
         raise UsageError(
-            f"bad --resolve {entry!r}",
-            hint="write HOST=URL, e.g. api.openai.com=http://127.0.0.1:8080",
+            f"bad {source} entry {entry!r}",
+            hint="write HOST=URL, for example api.openai.com=http://127.0.0.1:8080",
         )
     return host.strip(), url.strip()

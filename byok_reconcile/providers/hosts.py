@@ -136,22 +136,31 @@ def _split_port(text: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
-def parse_patterns(items: Iterable[str]) -> tuple[HostPattern, ...]:
-    """Parse allow-list entries, raising :class:`UsageError` on a bad one."""
+def parse_patterns(
+    items: Iterable[str], source: str = "allowed host"
+) -> tuple[HostPattern, ...]:
+    """Parse allow-list entries, raising :class:`UsageError` on a bad one.
+
+    ``source`` names where the entries came from (``--allow-host``,
+    ``BYOK_ALLOW_HOSTS``), so the user knows what to fix.
+    """
     try:
         return tuple(HostPattern.parse(item) for item in items if item.strip())
     except HostError as exc:
         raise UsageError(
-            f"bad allowed host: {exc}",
+            f"bad {source} entry: {exc}",
             hint="use HOST, *.SUFFIX or HOST:PORT",
         ) from exc
 
 
-def parse_resolve(items: Mapping[str, str]) -> dict[str, str]:
-    """Check ``--resolve`` entries: a host pattern and a loopback URL.
+def parse_resolve(
+    items: Mapping[str, str], source: str = "--resolve"
+) -> dict[str, str]:
+    """Check resolve entries: a host pattern and a loopback URL.
 
     Only loopback targets are accepted: a resolve entry may redirect a key
-    to this machine (an emulator, a tunnel), never anywhere else.
+    to this machine (an emulator, a tunnel), never anywhere else. ``source``
+    names where the entries came from (``--resolve``, ``BYOK_RESOLVE``).
     """
     checked: dict[str, str] = {}
     for pattern, url in items.items():
@@ -159,11 +168,12 @@ def parse_resolve(items: Mapping[str, str]) -> dict[str, str]:
             HostPattern.parse(pattern)
             target = parse_origin(url)
         except HostError as exc:
-            raise UsageError(f"bad --resolve {pattern}={url}: {exc}") from exc
+            raise UsageError(f"bad {source} {pattern}={url}: {exc}") from exc
         if not target.loopback:
             raise UsageError(
-                f"--resolve {pattern} points at {target.host}, not loopback",
-                hint="--resolve only sends requests to 127.0.0.1, ::1 or localhost",
+                f"{source} {pattern} points at {target.host}, not loopback",
+                hint=f"{source} only sends requests to 127.0.0.1, ::1 or "
+                "localhost",
             )
         checked[pattern.strip().lower()] = str(target)
     return checked
