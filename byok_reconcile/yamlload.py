@@ -26,6 +26,9 @@ MAX_DEPTH = 64
 # libyaml's C composer recurses per nesting level and overflows the C stack
 # somewhere past 20,000 levels; a text shorter than this cannot nest deeper.
 _SAFE_LENGTH = 8_000
+# Below this bound the C composer is safe and the builder's own MAX_DEPTH
+# check reports deep documents.
+_SAFE_NESTING = 1_000
 
 PLAIN = "byok:plain"
 _Y = "tag:yaml.org,2002:"
@@ -115,7 +118,11 @@ def load_bytes(data: bytes, display: str) -> LoadedFile:
 def load_text(text: str, display: str) -> LoadedFile:
     """Load every document of ``text`` (already decoded)."""
     problems: list[Problem] = []
-    if len(text) > _SAFE_LENGTH and not _depth_ok(text, display, problems):
+    if (
+        len(text) > _SAFE_LENGTH
+        and _nesting_bound(text) > _SAFE_NESTING
+        and not _depth_ok(text, display, problems)
+    ):
         return LoadedFile((), tuple(problems))
     docs: list[LoadedDocument] = []
     try:
@@ -175,6 +182,31 @@ def _empty_file(display: str) -> Problem:
         "empty-file",
         hint="add a byok document or delete the file",
     )
+
+
+def _nesting_bound(text: str) -> int:
+    """An upper bound of the nesting depth of ``text``, from cheap counts.
+
+    Block nesting needs indentation: each column allows at most two levels
+    (a sequence may sit at its parent mapping key's column), so it is bounded
+    by twice the longest line. Flow nesting is bounded by the running count
+    of open brackets; a close bracket is trusted only on lines without
+    quotes or comments, where it cannot be text, so the bound never falls
+    short. Walking the parse events (slow in Python) is needed only above it.
+    """
+    lines = text.splitlines()
+    flow = deepest = 0
+    for line in lines:
+        opens = line.count("[") + line.count("{")
+        if not opens and (flow == 0 or ("]" not in line and "}" not in line)):
+            continue
+        deepest = max(deepest, flow + opens)
+        closes = 0
+        if not any(c in line for c in "\"'#"):
+            closes = line.count("]") + line.count("}")
+        flow = max(0, flow + opens - closes)
+    longest = max((len(line) for line in lines), default=0)
+    return 2 * longest + 2 + deepest
 
 
 def _depth_ok(text: str, display: str, problems: list[Problem]) -> bool:

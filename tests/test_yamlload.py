@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from byok_reconcile.yamlload import (
     MAX_NODES,
@@ -253,3 +254,36 @@ def test_path_words() -> None:
         "spec.azure_openai.apiVersion"
     )
     assert dotted(()) == "the document"
+
+
+def test_quoted_close_brackets_cannot_hide_deep_flow_nesting() -> None:
+    # Each line opens a list for real and closes one only inside quotes.
+    text = "".join('[ "]",\n' for _ in range(30_000))
+    assert _codes(text) == ["yaml-too-deep"]
+
+
+def test_commented_close_brackets_cannot_hide_deep_flow_nesting() -> None:
+    text = "".join("[ # ]\n" for _ in range(30_000))
+    assert _codes(text) == ["yaml-too-deep"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a:\n- b:\n  - c:\n    - d: 1\n",
+        "- - - - x\n",
+        "a: {b: [1, {c: [2]}]}\n",
+        "a: [\n  [\n    [1]\n  ]\n]\n",
+    ],
+)
+def test_nesting_bound_is_never_below_the_real_depth(text: str) -> None:
+    from byok_reconcile.yamlload import _nesting_bound
+
+    depth, deepest = 0, 0
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    assert _nesting_bound(text) >= deepest
