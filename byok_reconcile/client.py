@@ -15,9 +15,28 @@
 ``store_key`` is the store key as base64 or hex text (or a
 :class:`~byok_reconcile.store.crypto.StoreKey`); without it the key comes
 from ``store_key_file`` or ``BYOK_STORE_KEY``. The store is read once, at
-:func:`open_store` and on :meth:`ByokStore.refresh`. Clients are built from
-the store alone: they never pick up ``OPENAI_*`` or ``AZURE_OPENAI_*``
-variables of the environment.
+:func:`open_store` and on :meth:`ByokStore.refresh`; opening never creates
+a store (a missing one is :class:`~byok_reconcile.store.StoreMissingError`).
+Clients are built from the store alone: they never pick up ``OPENAI_*`` or
+``AZURE_OPENAI_*`` variables of the environment.
+
+Azure keys with ``apiVersion: "v1"`` get a plain ``openai.OpenAI`` on
+``{endpoint}/openai/v1/`` (Azure's v1 API), as ``byok check`` uses; other
+Azure versions get ``openai.AzureOpenAI``.
+
+Connection settings can be overridden per call (``base_url``,
+``azure_endpoint``, ``http_client``, ``timeout``, ``max_retries``,
+``default_headers``; any other constructor argument passes through), and
+``resolve`` points hosts at a local server, like ``byok check --resolve``
+(loopback targets only), for tests against the emulator:
+
+.. code-block:: python
+
+    client = store.openai_client(
+        "test-generation",
+        resolve={"api.openai.com": "http://127.0.0.1:8080"},
+        max_retries=0,
+    )
 """
 
 from __future__ import annotations
@@ -101,17 +120,37 @@ class ByokStore:
         aad = row_aad(self._state.store_id, key.name)
         return self._key.open(key.sealed, aad, what=f"key {key.name!r}")
 
-    def openai_client(self, feature: str, **kwargs: Any) -> Any:
+    def openai_client(
+        self,
+        feature: str,
+        *,
+        resolve: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Any:
         """A ready ``openai.OpenAI`` (or ``openai.AzureOpenAI``) for ``feature``.
 
-        ``kwargs`` (``timeout``, ``max_retries``, ``http_client`` ...) go to
-        the client's constructor.
+        ``overrides`` replace the store's connection settings or add
+        constructor arguments (``base_url``, ``azure_endpoint``,
+        ``http_client``, ``timeout``, ``max_retries``, ``default_headers``
+        ...). ``resolve`` maps host patterns to loopback URLs; it builds the
+        ``http_client``, so the two cannot be given together.
         """
         feat = self.feature(feature)
         secret = self.secret(feature)
-        if feat.provider == "azure_openai":
-            return _azure(feat, secret, kwargs)
-        return _openai(feat, secret, kwargs)
+        if resolve:
+            if "http_client" in overrides:
+                raise ConfigError(
+                    "pass either resolve or http_client, not both",
+                    hint="resolve builds its own http_client",
+                )
+            overrides["http_client"] = resolving_client(resolve)
+        if feat.provider != "azure_openai":
+            return _openai(feat, secret, _openai_base(feat), overrides)
+        if feat.settings.get("apiVersion") == "v1":
+            endpoint = overrides.pop("azure_endpoint", None)
+            base = _azure_v1_base(endpoint or feat.settings["endpoint"])
+            return _openai(feat, secret, base, overrides)
+        return _azure(feat, secret, overrides)
 
     def _key_row(self, name: str) -> KeyRow:
         key = self._state.keys.get(name)
@@ -133,32 +172,95 @@ def open_store(
         key = parse_key(store_key, origin="store_key")
     else:
         key = load_key(store_key_file)
-    return ByokStore(open_target(url), key)
+    return ByokStore(open_target(url, create=False), key)
 
 
-def _openai(feat: Feature, secret: Secret, kwargs: dict[str, Any]) -> Any:
+def _openai_base(feat: Feature) -> str:
+    return feat.settings.get("baseUrl") or OPENAI_DEFAULT_BASE
+
+
+def _azure_v1_base(endpoint: str) -> str:
+    return endpoint.rstrip("/") + "/openai/v1/"
+
+
+def _openai(
+    feat: Feature, secret: Secret, base_url: str, overrides: dict[str, Any]
+) -> Any:
     import openai
 
-    client = openai.OpenAI(
-        api_key=secret.reveal(),
-        base_url=feat.settings.get("baseUrl") or OPENAI_DEFAULT_BASE,
-        organization=feat.settings.get("organization"),
-        project=feat.settings.get("project"),
-        **kwargs,
-    )
-    return _forget_env(client, feat)
+    organization = feat.settings.get("organization")
+    project = feat.settings.get("project")
+    headers: dict[str, Any] = {
+        # Explicit, so OPENAI_CUSTOM_HEADERS cannot replace the key and
+        # OPENAI_ORG_ID / OPENAI_PROJECT_ID cannot add a header.
+        "Authorization": f"Bearer {secret.reveal()}",
+        "OpenAI-Organization": organization or openai.Omit(),
+        "OpenAI-Project": project or openai.Omit(),
+    }
+    args: dict[str, Any] = {
+        "api_key": secret.reveal(),
+        "admin_api_key": "",
+        "webhook_secret": "",
+        "organization": organization or "",
+        "project": project or "",
+        "base_url": base_url,
+    }
+    args.update(overrides)
+    args["default_headers"] = {**headers, **overrides.get("default_headers", {})}
+    return _forget_env(openai.OpenAI(**args), feat)
 
 
-def _azure(feat: Feature, secret: Secret, kwargs: dict[str, Any]) -> Any:
+def _azure(feat: Feature, secret: Secret, overrides: dict[str, Any]) -> Any:
     import openai
 
-    client = openai.AzureOpenAI(
-        api_key=secret.reveal(),
-        azure_endpoint=feat.settings["endpoint"],
-        api_version=feat.settings["apiVersion"],
-        **kwargs,
-    )
-    return _forget_env(client, feat)
+    headers: dict[str, Any] = {
+        "api-key": secret.reveal(),
+        "Authorization": openai.Omit(),
+        "OpenAI-Organization": openai.Omit(),
+        "OpenAI-Project": openai.Omit(),
+    }
+    args: dict[str, Any] = {
+        "api_key": secret.reveal(),
+        "admin_api_key": "",
+        "webhook_secret": "",
+        "organization": "",
+        "project": "",
+        "api_version": feat.settings["apiVersion"],
+    }
+    # The SDK takes base_url or azure_endpoint, never both.
+    if "base_url" not in overrides:
+        args["azure_endpoint"] = feat.settings["endpoint"]
+    args.update(overrides)
+    args["default_headers"] = {**headers, **overrides.get("default_headers", {})}
+    return _forget_env(openai.AzureOpenAI(**args), feat)
+
+
+def resolving_client(resolve: Mapping[str, str]) -> Any:
+    """An HTTP client that sends requests for the hosts in ``resolve`` to
+    the loopback URLs they map to (the Host header keeps the original name).
+
+    Raises :class:`~byok_reconcile.errors.UsageError` for a target that is
+    not loopback, as ``--resolve`` does.
+    """
+    import httpx2
+
+    from byok_reconcile.providers.hosts import HostPolicy, parse_resolve
+    from byok_reconcile.providers.transport import origin_of
+
+    policy = HostPolicy(resolve=parse_resolve(resolve))
+
+    class _Resolving(httpx2.HTTPTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            origin = origin_of(request.url)
+            target = policy.target(origin)
+            if target != origin:
+                request.url = request.url.copy_with(
+                    scheme=target.scheme, host=target.host, port=target.port
+                )
+            return super().handle_request(request)
+
+    # trust_env=False: loopback traffic never goes through an env proxy.
+    return httpx2.Client(transport=_Resolving(trust_env=False), trust_env=False)
 
 
 def _forget_env(client: Any, feat: Feature) -> Any:

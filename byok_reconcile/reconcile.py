@@ -80,6 +80,7 @@ class Plan:
     observed: dict[str, str | None]
     config_digest: str
     managed: int = 0
+    store_id: str = ""
 
     @property
     def has_changes(self) -> bool:
@@ -123,16 +124,19 @@ def desired_state(
     verdicts: Mapping[str, str] | None = None,
 ) -> Desired:
     """The rows ``config`` asks for. A key whose secret is missing or failed
-    to decrypt gets no fingerprint, and its secret changes show as unknown."""
+    to decrypt gets no fingerprint; plan then compares its ciphertext
+    digest (:func:`ciphertext_digests`) or shows its secret as unknown."""
     secrets = secrets or {}
     verdicts = verdicts or {}
+    digests = ciphertext_digests(config)
     keys: dict[str, KeyRow] = {}
     plain: dict[str, Secret] = {}
     for name, spec in config.keys.items():
         secret = secrets.get(name)
         if isinstance(secret, Secret):
             plain[name] = secret
-        keys[name] = _key_row(spec, source, plain.get(name), verdicts.get(name))
+        row = _key_row(spec, source, plain.get(name), verdicts.get(name))
+        keys[name] = replace(row, secret_digest=digests.get(name))
     feats = {}
     for name, feat in config.features.items():
         owner = config.keys.get(feat.key)
@@ -170,6 +174,54 @@ def _key_row(
         sealed=None,
         verdict=verdict,
     )
+
+
+def ciphertext_digests(config: Config) -> dict[str, str | None]:
+    """Per key, a digest of its secret's sops ciphertext, read without keys.
+
+    Inline: the ``ENC[...]`` value of ``spec.apiKey``; ``fromFile``: the
+    ``ENC[...]`` value the reference points at (a binary sops file: the
+    whole file); ``fromEnv``: None, nothing is knowable. sops writes a fresh
+    IV whenever it re-encrypts, so an equal digest proves the secret is the
+    one applied, and a different one means it may have changed.
+    """
+    cache: dict[Path, bytes | None] = {}
+    return {name: _digest_of(spec, cache) for name, spec in config.keys.items()}
+
+
+def _digest_of(spec: KeySpec, cache: dict[Path, bytes | None]) -> str | None:
+    from byok_reconcile import sopsmeta
+    from byok_reconcile.keysource import source_path
+
+    path = source_path(spec.secret)
+    if path is None:
+        return None
+    if path not in cache:
+        try:
+            cache[path] = path.read_bytes()
+        except OSError:
+            cache[path] = None
+    data = cache[path]
+    if data is None:
+        return None
+    if spec.secret.kind == "file" and sopsmeta.format_for(path) == "binary":
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    value = _encrypted_value(spec, path, data)
+    if not sopsmeta.is_enc_value(value):
+        # Never digest a value that is not ciphertext: it could be the key.
+        return None
+    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
+
+
+def _encrypted_value(spec: KeySpec, path: Path, data: bytes) -> object:
+    # The lookup that finds the decrypted value in sops's output finds its
+    # ciphertext in the encrypted file just the same.
+    from byok_reconcile.keysource import _extract
+
+    try:
+        return _extract(spec, path, data)
+    except ByokError:
+        return None
 
 
 # -- 2. plan -----------------------------------------------------------------
@@ -218,6 +270,7 @@ def make_plan(desired: Desired, state: StoreState, *, prune: bool) -> Plan:
         observed=observed,
         config_digest=desired.config_digest,
         managed=managed,
+        store_id=state.store_id,
     )
 
 
@@ -237,7 +290,9 @@ def _diff_fields(want: Any, have: Any, names: tuple[str, ...]) -> list[FieldChan
 def _diff_key(want: KeyRow, have: KeyRow | None) -> Change | None:
     if have is None:
         fields = [FieldChange(n, None, _field_value(want, n)) for n in KEY_FIELDS]
-        fields.append(FieldChange("fingerprint", None, want.fingerprint or "unknown"))
+        fields.append(
+            FieldChange("fingerprint", None, want.fingerprint or UNKNOWN_HERE)
+        )
         return Change("key", want.name, "create", tuple(fields), "new")
     fields = _diff_fields(want, have, KEY_FIELDS)
     secret = _secret_change(want, have, fields)
@@ -248,14 +303,39 @@ def _diff_key(want: KeyRow, have: KeyRow | None) -> Change | None:
     return Change("key", want.name, "update", tuple(fields), secret)
 
 
+UNKNOWN_HERE = "unknown (cannot decrypt here)"
+UNKNOWN_REWRITTEN = "unknown (ciphertext changed since the last apply)"
+
+
 def _secret_change(want: KeyRow, have: KeyRow, fields: list[FieldChange]) -> Any:
     if want.fingerprint is None:
-        # Without the secret, a change can be neither shown nor ruled out.
-        return "unknown"
+        return _secret_change_blind(want, have, fields)
     if want.fingerprint != have.fingerprint or have.sealed is None:
         fields.append(FieldChange("fingerprint", have.fingerprint, want.fingerprint))
         return "changed"
+    if want.secret_digest != have.secret_digest:
+        # Same secret, re-encrypted in git: record the new ciphertext digest
+        # so that a plan without keys does not report it as changed forever.
+        fields.append(
+            FieldChange("secretDigest", have.secret_digest, want.secret_digest)
+        )
     return "unchanged"
+
+
+def _secret_change_blind(
+    want: KeyRow, have: KeyRow, fields: list[FieldChange]
+) -> Any:
+    """The secret could not be decrypted here: judge by its ciphertext.
+
+    A change that cannot be ruled out is a pending change, so that a plan
+    without keys (a fork's pull request) never passes as "no changes".
+    """
+    known = want.secret_digest is not None and have.secret_digest is not None
+    if known and want.secret_digest == have.secret_digest:
+        return "unchanged"
+    after = UNKNOWN_REWRITTEN if known else UNKNOWN_HERE
+    fields.append(FieldChange("fingerprint", have.fingerprint, after))
+    return "changed" if known else "unknown"
 
 
 def _diff_feature(want: FeatureRow, have: FeatureRow | None) -> Change | None:
@@ -335,10 +415,16 @@ def _refuse_conflicts(plan: Plan) -> None:
         )
 
 
-def _refuse_big_prune(plan: Plan, force: bool) -> None:
+def big_prune(plan: Plan) -> bool:
+    """Whether the plan deletes more than half of what its source manages."""
     deletes = plan.counts()["delete"]
-    if force or not deletes or deletes * 2 <= plan.managed:
+    return bool(deletes) and deletes * 2 > plan.managed
+
+
+def _refuse_big_prune(plan: Plan, force: bool) -> None:
+    if force or not big_prune(plan):
         return
+    deletes = plan.counts()["delete"]
     raise ConfigError(
         f"the prune would delete {deletes} of the {plan.managed} objects that "
         f"source {plan.source!r} manages (more than half); nothing was changed",
@@ -475,6 +561,8 @@ def plan_document(
         "kind": PLAN_KIND,
         "source": plan.source,
         "target": target,
+        # None: the store did not exist yet, and apply may create it.
+        "storeId": plan.store_id or None,
         "prune": plan.prune,
         "paths": paths,
         "configDigest": config_digest,
@@ -492,6 +580,13 @@ def verify_saved(saved: Mapping[str, Any], plan: Plan, state: StoreState) -> Non
     A plan made without secrets may list an update whose secret turns out
     unchanged, so the fresh plan may do less than the saved one, never more.
     """
+    store_id = saved.get("storeId")
+    if store_id and store_id != state.store_id:
+        raise StoreConflictError(
+            f"the plan was made for another store (id {store_id}); this one "
+            f"has id {state.store_id}",
+            hint="apply it to the store it was made for, or run plan again",
+        )
     if saved.get("configDigest") != plan.config_digest:
         raise StoreConflictError(
             "the configuration changed since the plan was saved",

@@ -120,3 +120,83 @@ def test_a_ciphertext_moved_to_another_row_does_not_open(
     store = open_store(loaded, store_key)
     with pytest.raises(StoreKeyError, match="altered or moved"):
         store.secret("copilot")
+
+
+def _load(url: str, key: StoreKey, config: Config, secrets: dict[str, Secret]) -> None:
+    desired = reconcile.desired_state(config, "app", secrets)
+    store = open_target(url)
+    reconcile.apply(store, desired, key, reconcile.ApplyOptions())
+    store.close()
+
+
+def test_azure_v1_gets_a_plain_openai_client(
+    emulator: Any, sqlite_url: str, store_key: StoreKey
+) -> None:
+    import openai
+
+    az = key_spec(
+        "az",
+        provider="azure_openai",
+        settings={"endpoint": emulator.azure_endpoint, "apiVersion": "v1"},
+        models=(),
+        deployments={"chat": "gpt-4o"},
+    )
+    feature = FeatureSpec("copilot", "az", deployment="chat")
+    config = Config(keys={"az": az}, features={"copilot": feature})
+    secret = Secret(add_azure_key(emulator, {"chat": "gpt-4o"}))
+    _load(sqlite_url, store_key, config, {"az": secret})
+    store = open_store(sqlite_url, store_key)
+    client = store.openai_client("copilot", max_retries=0)
+    assert type(client) is openai.OpenAI
+    assert str(client.base_url) == emulator.azure_endpoint.rstrip("/") + "/openai/v1/"
+    reply = client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+    )
+    assert reply.choices
+
+
+def test_connection_settings_can_be_overridden(
+    loaded: str, store_key: StoreKey, emulator: Any
+) -> None:
+    store = open_store(loaded, store_key)
+    base = emulator.openai_base_url
+    client = store.openai_client("test-generation", base_url=base, timeout=5.0,
+                                 max_retries=0, default_headers={"X-App": "t"})
+    assert str(client.base_url).rstrip("/") == base.rstrip("/")
+    assert client.timeout == 5.0 and client.max_retries == 0
+    assert "gpt-4o" in [m.id for m in client.models.list()]
+    azure = store.openai_client("copilot", azure_endpoint=emulator.azure_endpoint,
+                                max_retries=0)
+    assert azure.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+    ).choices
+
+
+def test_resolve_points_a_provider_host_at_the_emulator(
+    emulator: Any, sqlite_url: str, store_key: StoreKey
+) -> None:
+    from byok_reconcile.errors import UsageError
+
+    config = Config(keys={"oa": key_spec("oa", models=("gpt-4o",))},
+                    features={"f": FeatureSpec("f", "oa", model="gpt-4o")})
+    secret = Secret(add_openai_key(emulator, models=("gpt-4o",)))
+    _load(sqlite_url, store_key, config, {"oa": secret})
+    store = open_store(sqlite_url, store_key)
+    client = store.openai_client(
+        "f", resolve={"api.openai.com": emulator.url}, max_retries=0
+    )
+    assert str(client.base_url).startswith("https://api.openai.com/")
+    assert "gpt-4o" in [m.id for m in client.models.list()]
+    with pytest.raises(UsageError, match="not loopback"):
+        store.openai_client("f", resolve={"api.openai.com": "https://example.com"})
+    with pytest.raises(ConfigError, match="either resolve or http_client"):
+        store.openai_client("f", resolve={"api.openai.com": emulator.url},
+                            http_client=object())
+
+
+def test_open_store_never_creates_one(tmp_path: Any, store_key: StoreKey) -> None:
+    from byok_reconcile.store import StoreMissingError
+
+    with pytest.raises(StoreMissingError, match="no store at"):
+        open_store(f"sqlite:///{tmp_path / 'nothere.db'}", store_key)
+    assert not (tmp_path / "nothere.db").exists()

@@ -15,6 +15,7 @@ from byok_reconcile.errors import (
     StoreConflictError,
     StoreError,
     StoreKeyError,
+    UsageError,
 )
 from byok_reconcile.secret import Secret
 from byok_reconcile.store import open_target
@@ -282,6 +283,8 @@ def test_bad_sqlite_path_is_store_error(tmp_path: Path) -> None:
         open_target(f"sqlite:///{tmp_path}/missing/dir/byok.db")
 
 
-def test_unknown_scheme_is_store_error() -> None:
-    with pytest.raises(StoreError, match="unknown target"):
+def test_unknown_scheme_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="scheme 'mysql'") as info:
         open_target("mysql://x@127.0.0.1/db")
+    assert info.value.exit_code == 2
+    assert "sqlite:////abs/path.db" in str(info.value)

@@ -13,7 +13,7 @@ looked at changed in the store since.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,19 @@ from byok_reconcile.commands.common import (
     output_options,
     paths_argument,
 )
-from byok_reconcile.commands.plan import plan_report, target_options
+from byok_reconcile.commands.plan import TARGET_HELP, plan_report, target_options
 from byok_reconcile.errors import ByokError, UsageError
 from byok_reconcile.pipeline import CheckOptions
 from byok_reconcile.results import Report
 
 
+def _optional_target(func: Any) -> Any:
+    return target_options(func, required=False)
+
+
 @click.command("apply", help="Make the target store match the configuration.")
 @paths_argument
-@target_options
+@_optional_target
 @click.option("--store-key-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="File holding the store key (else BYOK_STORE_KEY).")
 @click.option("--prune", is_flag=True, help="Delete objects gone from git.")
@@ -44,7 +48,7 @@ from byok_reconcile.results import Report
 @output_options
 def command(
     paths: tuple[str, ...],
-    target: str,
+    target: str | None,
     source: str | None,
     store_key_file: str | None,
     prune: bool,
@@ -72,7 +76,7 @@ def command(
 
 def run(
     paths: Sequence[str],
-    target: str,
+    target: str | None,
     *,
     source: str | None = None,
     store_key_file: str | None = None,
@@ -82,20 +86,29 @@ def run(
 ) -> Report:
     """Apply ``paths`` (or one saved plan) to ``target``.
 
-    ``options`` None skips the provider checks. Raises a ByokError for a
-    missing store key, an unreachable store, ownership clashes, a stale plan
-    or a refused prune; returns a failing Report for an invalid config or a
-    rejected key. Nothing is written unless everything passed.
+    ``target`` None is allowed only for a saved plan, which then goes to
+    the target it was made for. ``options`` None skips the provider checks.
+    Raises a ByokError for a missing store key, an unreachable store,
+    ownership clashes, a stale plan or a refused prune; returns a failing
+    Report for an invalid config or a rejected key. Nothing is written
+    unless everything passed.
     """
     from byok_reconcile import reconcile
     from byok_reconcile.pipeline import load_and_check
-    from byok_reconcile.store import open_target
+    from byok_reconcile.store import check_target
     from byok_reconcile.store.crypto import load_key
 
-    # 1. a saved plan fixes the paths, source and prune to what was reviewed.
+    # 1. a saved plan fixes the paths, source, prune and target to what
+    #    was reviewed.
     saved = load_saved_plan(paths)
     if saved is not None:
         paths, source, prune = saved["paths"], saved["source"], saved["prune"]
+        target = saved_target(saved, target)
+    if target is None:
+        raise UsageError(
+            "apply needs --target (or BYOK_TARGET)", hint=f"use {TARGET_HELP}"
+        )
+    check_target(target)
     store_key = load_key(store_key_file)
 
     # 2. validate, decrypt, check: nothing reaches the store unless all pass.
@@ -115,7 +128,7 @@ def run(
         prune=prune, force=force, saved=saved,
         git_revision=reconcile.git_revision(list(paths)),
     )
-    store = open_target(target)
+    store = _open_for(target, saved)
     try:
         outcome = reconcile.apply(store, desired, store_key, opts)
     finally:
@@ -125,6 +138,48 @@ def run(
     report.data["written"] = outcome.written
     report.summary = _summary(outcome, store.display)
     return report
+
+
+def saved_target(saved: Mapping[str, Any], given: str | None) -> str:
+    """The target a saved plan goes to: its own, which ``given`` must match."""
+    from byok_reconcile.store import canonical_target
+
+    recorded = saved.get("target")
+    if not isinstance(recorded, str) or not recorded:
+        raise UsageError("the saved plan records no target",
+                         hint="run plan again with this byok")
+    if given is None:
+        if ":***@" in recorded:
+            raise UsageError(
+                f"the plan was made for {recorded}, whose password is not saved",
+                hint="pass that target with --target (or BYOK_TARGET)",
+            )
+        return recorded
+    if canonical_target(given) != recorded:
+        raise UsageError(
+            f"the plan was made for the target {recorded}, not "
+            f"{canonical_target(given)}",
+            hint="apply it without --target, or run plan against the new target",
+        )
+    return given
+
+
+def _open_for(target: str, saved: Mapping[str, Any] | None) -> Any:
+    """Open ``target`` for writing; a plan made against an existing store
+    never creates a new one in its place."""
+    from byok_reconcile.store import StoreMissingError, open_target
+
+    if saved is None or not saved.get("storeId"):
+        return open_target(target)
+    try:
+        open_target(target, create=False).close()
+    except StoreMissingError as exc:
+        raise StoreMissingError(
+            f"{exc.message}, but the plan was made against an existing store "
+            f"(id {saved['storeId']})",
+            hint="check the target; run plan again if the store was removed",
+        ) from None
+    return open_target(target)
 
 
 def load_saved_plan(paths: Sequence[str]) -> dict[str, Any] | None:

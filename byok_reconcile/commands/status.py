@@ -13,7 +13,7 @@ import click
 
 from byok_reconcile.commands.common import fail, finish, output_options
 from byok_reconcile.errors import ByokError
-from byok_reconcile.results import Problem, Report
+from byok_reconcile.results import VERDICTS, KeyResult, Problem, Report
 
 
 @click.command("status", help="Show what the target store holds now.")
@@ -32,16 +32,23 @@ def command(
     except ByokError as exc:
         fail(exc, "status", fmt)
         return
-    if fmt == "text" and not quiet:
-        click.echo("\n".join(text_listing(report.data)))
+    if fmt == "text":
+        if not quiet:
+            click.echo("\n".join(text_listing(report.data)))
+        # The listing already shows every key, with its recorded verdict.
+        report.keys = []
     finish(report, fmt, quiet=quiet, verbose=verbose)
 
 
 def run(target: str, *, source: str | None = None) -> Report:
-    """Read ``target`` and describe it; ``source`` narrows the listing."""
+    """Read ``target`` and describe it; ``source`` narrows the listing.
+
+    Never creates or migrates the store: a store that does not exist is
+    :class:`~byok_reconcile.store.StoreMissingError` (exit 3).
+    """
     from byok_reconcile.store import open_target
 
-    store = open_target(target)
+    store = open_target(target, create=False)
     try:
         state = store.read()
     finally:
@@ -63,9 +70,27 @@ def run(target: str, *, source: str | None = None) -> Report:
         "drift": drift,
     }
     problems = [_drift_problem(store.display, ref) for ref in drift]
-    summary = f"{len(keys)} keys, {len(feats)} features"
+    checked = [_key_result(k) for k in sorted(keys, key=lambda k: k.name)]
+    results = [r for r in checked if r is not None]
+    summary = f"{len(keys)} keys ({len(results)} checked when applied), "
+    summary += f"{len(feats)} features"
     summary += f", {len(drift)} drifted." if drift else ", no drift."
-    return Report("status", problems=problems, data=data, summary=summary)
+    return Report(
+        "status", problems=problems, keys=results, data=data, summary=summary
+    )
+
+
+def _key_result(k: Any) -> KeyResult | None:
+    """The verdict apply recorded for ``k``; None if it was never checked."""
+    if k.verdict not in VERDICTS:
+        return None
+    return KeyResult(
+        key=k.name,
+        provider=k.provider,
+        verdict=k.verdict,
+        fingerprint=k.fingerprint,
+        detail="recorded at the last apply",
+    )
 
 
 def _key(k: Any) -> dict[str, object]:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from byok_reconcile.errors import StoreError
-from byok_reconcile.store import schema
+from byok_reconcile.store import missing, schema
 from byok_reconcile.store.crypto import Sealed
 from byok_reconcile.store.rows import (
     ApplyRecord,
@@ -47,9 +47,14 @@ class FileStore:
         self.display = display
 
     @classmethod
-    def open(cls, url: str) -> FileStore:
+    def open(cls, url: str, *, create: bool = True) -> FileStore:
+        """Open the folder; without ``create`` a missing store is an error."""
         root = Path(unquote(urlsplit(url).path))
         store = cls(root, url)
+        if not create:
+            if not (root / STATE).is_file():
+                raise missing(url)
+            return store
         try:
             root.mkdir(parents=True, exist_ok=True)
             if not (root / STATE).exists():
@@ -87,13 +92,35 @@ class FileStore:
         if not path.exists():
             empty = StoreState(uuid.uuid4().hex, schema.SCHEMA_VERSION, {}, {})
             return empty, {"history": [], "new": True}
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = self._json(STATE)
         secrets_name = doc.get("secretsFile")
-        secrets = {}
+        secrets: Any = {}
         if secrets_name:
-            text = (self.root / secrets_name).read_text(encoding="utf-8")
-            secrets = json.loads(text)["secrets"]
-        return _state_from(doc, secrets), doc
+            secrets = self._json(str(secrets_name)).get("secrets")
+        try:
+            return _state_from(doc, secrets), doc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._damaged(STATE, f"an entry is malformed ({exc!r})") from None
+
+    def _json(self, name: str) -> dict[str, Any]:
+        """One JSON file of the store; a damaged or missing one is exit 3."""
+        path = self.root / Path(name).name  # never follow a path out of root
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise self._damaged(name, "the file is missing") from None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise self._damaged(name, f"it is not valid JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise self._damaged(name, "it is not a JSON object")
+        return doc
+
+    def _damaged(self, name: str, why: str) -> StoreError:
+        return StoreError(
+            f"the file store {self.display} is damaged: {name}: {why}",
+            hint="restore the folder from a backup, or point --target at a new "
+            "folder and apply again",
+        )
 
     def _commit(
         self, state: StoreState, history: list[dict[str, Any]], txn: FileTransaction

@@ -27,7 +27,12 @@ def _digest(value: Any) -> str:
 
 @dataclass(frozen=True)
 class KeyRow:
-    """A stored Key. ``sealed`` is the encrypted secret, if any."""
+    """A stored Key. ``sealed`` is the encrypted secret, if any.
+
+    ``secret_digest`` is a digest of the secret's ciphertext in git (the
+    sops value), when one is knowable: plan compares it when it cannot
+    decrypt, to tell an untouched secret from one that may have changed.
+    """
 
     name: str
     source: str | None
@@ -45,11 +50,12 @@ class KeyRow:
     updated_at: str = ""
     revision: int = 0
     content_hash: str | None = None
+    secret_digest: str | None = None
 
     def content(self) -> dict[str, Any]:
         """What the content hash covers: everything but bookkeeping."""
         sealed = self.sealed
-        return {
+        body = {
             "kind": "key",
             "name": self.name,
             "source": self.source,
@@ -66,6 +72,10 @@ class KeyRow:
             "keyId": sealed.key_id if sealed else None,
             "verdict": self.verdict,
         }
+        # Only when set, so rows written before the field keep their hash.
+        if self.secret_digest is not None:
+            body["secretDigest"] = self.secret_digest
+        return body
 
     def compute_hash(self) -> str:
         return _digest(self.content())

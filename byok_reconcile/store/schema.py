@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Connection
@@ -53,6 +54,9 @@ keys = Table(
     Column("updated_at", String(40), nullable=False),
     Column("revision", Integer, nullable=False),
     Column("content_hash", String(80), nullable=True),
+    # v2: a digest of the secret's ciphertext in git, so plan can tell
+    # without decrypting whether the encrypted value changed since apply.
+    Column("secret_digest", String(80), nullable=True),
 )
 
 features = Table(
@@ -87,12 +91,33 @@ applies = Table(
 
 
 def _v1(conn: Connection) -> None:
+    # A new store gets today's tables at once; _v2 then finds nothing to add.
     metadata.create_all(conn, tables=[keys, features, applies], checkfirst=True)
     conn.execute(meta.insert().values(name="store_id", value=uuid.uuid4().hex))
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+def _v2(conn: Connection) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns("byok_keys")}
+    if "secret_digest" not in have:
+        conn.exec_driver_sql(
+            "ALTER TABLE byok_keys ADD COLUMN secret_digest VARCHAR(80)"
+        )
+
+
+V2_KEY_COLUMNS = frozenset({"secret_digest"})
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def key_columns(version: int) -> list[Column[object]]:
+    """The columns of ``byok_keys`` that a store of ``version`` has.
+
+    Read-only commands do not migrate, so they read an older store with
+    the columns it has.
+    """
+    if version >= 2:
+        return list(keys.columns)
+    return [c for c in keys.columns if c.name not in V2_KEY_COLUMNS]
 
 
 def read_meta(conn: Connection) -> dict[str, str]:

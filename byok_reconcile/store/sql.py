@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.engine import Connection, Engine, Row
 
-from byok_reconcile.errors import StoreError
-from byok_reconcile.store import redact_url, schema
+from byok_reconcile.errors import StoreError, UsageError
+from byok_reconcile.store import ACCEPTED, missing, redact_url, schema, sqlite_path
 from byok_reconcile.store.crypto import Sealed
 from byok_reconcile.store.rows import (
     ApplyRecord,
@@ -45,11 +46,20 @@ class SqlStore:
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
-    def open(cls, url: str) -> SqlStore:
+    def open(cls, url: str, *, create: bool = True) -> SqlStore:
+        """Open the database at ``url``; see :func:`.open_target`."""
         display = redact_url(url)
+        path = sqlite_path(url) if url.startswith("sqlite") else None
+        if not create and path is not None and not os.path.isfile(path):
+            # Connecting would create the file: look before touching it.
+            raise missing(display)
         with translate(display, url):
-            store = cls(_make_engine(url), display)
-            store._ensure_schema()
+            store = cls(_engine_for(url, display), display)
+            try:
+                store._ensure_schema(create)
+            except BaseException:
+                store.close()
+                raise
         return store
 
     def close(self) -> None:
@@ -77,11 +87,17 @@ class SqlStore:
                     )
                 yield conn
 
-    def _ensure_schema(self) -> None:
+    def _ensure_schema(self, create: bool) -> None:
         with self._connect(lock=False) as conn:
             version = schema.pending(conn)
         if version == schema.SCHEMA_VERSION:
             return
+        if not create:
+            if version == 0:
+                raise missing(self.display)
+            # An older schema is read as it is; apply migrates it.
+            if version < schema.SCHEMA_VERSION:
+                return
         if version > schema.SCHEMA_VERSION:
             raise StoreError(
                 f"{self.display} has schema version {version}, newer than this "
@@ -135,6 +151,21 @@ def _delete(conn: Connection, table: Any, names: list[str]) -> None:
         conn.execute(stmt, [{"b_name": n} for n in names])
 
 
+def _engine_for(url: str, display: str) -> Engine:
+    """The engine for ``url``; a URL SQLAlchemy cannot parse is a usage error."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        return _make_engine(url)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        # SQLAlchemy's message may quote the whole URL, password included.
+        detail = _scrub(_first_line(exc), url)
+        raise UsageError(
+            f"the target {display} is not a URL byok can open ({detail})",
+            hint=f"use {ACCEPTED}",
+        ) from None
+
+
 def _make_engine(url: str) -> Engine:
     from sqlalchemy import create_engine
 
@@ -181,7 +212,7 @@ def _sqlite_locking(engine: Engine) -> None:
 @contextmanager
 def translate(display: str, url: str | None = None) -> Iterator[None]:
     """Turn driver errors into :class:`StoreError`, with no password in them."""
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+    from sqlalchemy.exc import DBAPIError
 
     try:
         yield
@@ -190,11 +221,6 @@ def translate(display: str, url: str | None = None) -> Iterator[None]:
         raise StoreError(
             f"cannot use the store {display}: {_scrub(detail, url)}",
             hint="check the target URL, that the server is up, and its credentials",
-        ) from None
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise StoreError(
-            f"cannot open the store {display}: {type(exc).__name__}",
-            hint="check the target URL",
         ) from None
 
 
@@ -216,11 +242,14 @@ def _scrub(text: str, url: str | None) -> str:
 def load_state(conn: Connection) -> StoreState:
     """Read the whole store: one SELECT per table."""
     meta = schema.read_meta(conn)
-    keys = {r.name: key_row(r) for r in conn.execute(select(schema.keys))}
+    version = int(meta.get("schema_version", "0"))
+    columns = schema.key_columns(version)
+    rows: Any = conn.execute(select(*columns))
+    keys = {r.name: key_row(r) for r in rows}
     feats = {r.name: feature_row(r) for r in conn.execute(select(schema.features))}
     return StoreState(
         store_id=meta["store_id"],
-        schema_version=int(meta.get("schema_version", "0")),
+        schema_version=version,
         keys=keys,
         features=feats,
         last_applies=_last_applies(conn),
@@ -255,6 +284,7 @@ def key_row(r: Row[Any]) -> KeyRow:
         updated_at=r.updated_at,
         revision=r.revision,
         content_hash=r.content_hash,
+        secret_digest=r._mapping.get("secret_digest"),
     )
 
 
@@ -279,6 +309,7 @@ def key_values(k: KeyRow) -> dict[str, Any]:
         "updated_at": k.updated_at,
         "revision": k.revision,
         "content_hash": k.content_hash,
+        "secret_digest": k.secret_digest,
     }
 
 
