@@ -75,9 +75,59 @@ def resolve_to(emu: Emulator) -> list[str]:
 def test_all_working_exits_0(repo: Path, emu: Emulator) -> None:
     result = invoke(str(repo), *resolve_to(emu))
     assert result.exit_code == 0, result.output
-    assert "prod" in result.output and "valid" in result.output
-    assert "checked prod: valid" in result.stderr  # one line per key (no TTY)
+    assert "key prod (openai): valid" in result.stdout
+    assert result.stdout.endswith("1 key checked: 1 working.\n")
     assert len(emu.requests) == 1
+
+
+def test_no_tty_streams_each_key_once_on_stdout(
+    repo: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One line per key as it finishes, on stdout; the report adds only the
+    # problems and the summary, never the keys again.
+    monkeypatch.setenv("BAD_KEY", make_secret())
+    write_key(repo, "bad", "BAD_KEY", "https://api.openai.com/v1")
+    write_key(repo, "nokey", "UNSET_VAR_FOR_TEST", "https://api.openai.com/v1")
+    result = invoke(str(repo), *resolve_to(emu))
+    lines = result.stdout.splitlines()
+    heads = [line for line in lines if line.startswith("key ")]
+    assert sorted(heads)[0].startswith("key bad (openai): invalid_key")
+    assert [h.split()[1] for h in sorted(heads)] == ["bad", "prod"]
+    assert result.stdout.count("key bad (openai)") == 1
+    assert result.stdout.count("key prod (openai)") == 1
+    assert "UNSET_VAR_FOR_TEST" in result.stdout  # the problem, once, after
+    assert lines[-1] == "2 keys checked: 1 working, 1 not working."
+    assert "checked" not in result.stderr.replace("keys checked", "")
+
+
+@pytest.mark.parametrize("fmt", ["json", "github", "markdown"])
+def test_documents_keep_stdout_to_themselves(
+    repo: Path, emu: Emulator, fmt: str
+) -> None:
+    result = invoke(str(repo), "--format", fmt, *resolve_to(emu))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""  # no progress without a terminal
+    if fmt == "json":
+        assert json.loads(result.stdout)["keys"][0]["key"] == "prod"
+    else:
+        assert "key prod (openai)" not in result.stdout
+
+
+def test_request_ids_in_text_on_failure_and_at_verbose(
+    repo: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BAD_KEY", make_secret())
+    write_key(repo, "bad", "BAD_KEY", "https://api.openai.com/v1")
+    ids = {r["key"]: r["requestId"] for r in json.loads(
+        invoke(str(repo), "--format", "json", *resolve_to(emu)).stdout)["keys"]}
+    assert ids["bad"] and ids["prod"]
+    plain = invoke(str(repo), *resolve_to(emu)).stdout
+    assert "(request req_" in plain.split("key bad")[1].splitlines()[0]
+    assert "(request" not in plain.split("key prod")[1].splitlines()[0]
+    verbose = invoke(str(repo), "-v", *resolve_to(emu)).stdout
+    assert "(request req_" in verbose.split("key prod")[1].splitlines()[0]
+    markdown = invoke(str(repo), "--format", "markdown", *resolve_to(emu)).stdout
+    assert markdown.count("request req_") == 2
 
 
 def test_json_output(repo: Path, emu: Emulator) -> None:

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
 from byok_reconcile.commands.checkopts import build_options, check_options
-from byok_reconcile.commands.common import (
-    fail,
-    finish,
-    output_options,
-    paths_argument,
-)
+from byok_reconcile.commands.common import fail, output_options, paths_argument
 from byok_reconcile.errors import ByokError
-from byok_reconcile.pipeline import CheckOptions, PipelineResult, load_and_check
+from byok_reconcile.pipeline import (
+    CheckOptions,
+    OnResult,
+    PipelineResult,
+    load_and_check,
+)
 from byok_reconcile.results import UNREACHABLE, KeyResult, Report
 
 DEEP_NOTICE = (
@@ -38,7 +38,9 @@ DEEP_NOTICE = (
 def command(
     paths: tuple[str, ...], fmt: str, verbose: int, quiet: bool, **check: Any
 ) -> None:
+    from byok_reconcile import output
     from byok_reconcile.output.logs import configure
+    from byok_reconcile.output.progress import CheckProgress
 
     configure(verbose, quiet)
     try:
@@ -46,20 +48,26 @@ def command(
     except ByokError as exc:
         fail(exc, "check", fmt)
         return
-    progress = Progress(sys.stderr, enabled=fmt == "text" and not quiet)
-    report = run(paths, options, progress)
-    finish(report, fmt, quiet=quiet, verbose=verbose)
+    progress = CheckProgress(fmt, quiet=quiet, verbose=verbose)
+    report = run(paths, options, progress.on_result)
+    progress.done()
+    output.emit(
+        report, fmt, quiet=quiet, verbose=verbose,
+        keys_streamed=progress.streams_keys,
+    )
+    sys.exit(report.exit_code)
 
 
 def run(
-    paths: Sequence[str], options: CheckOptions, progress: Progress | None = None
+    paths: Sequence[str], options: CheckOptions, on_result: OnResult | None = None
 ) -> Report:
-    """Check the keys of ``paths``; the report carries the exit code."""
-    progress = progress or Progress(sys.stderr, enabled=False)
+    """Check the keys of ``paths``; the report carries the exit code.
+
+    ``on_result`` sees each key's result as soon as its check finishes.
+    """
     if options.deep:
         click.echo(DEEP_NOTICE, err=True)
-    result = load_and_check(paths, options, on_result=progress.on_result)
-    progress.done()
+    result = load_and_check(paths, options, on_result=on_result)
     return make_report(result, options)
 
 
@@ -74,40 +82,17 @@ def make_report(result: PipelineResult, options: CheckOptions) -> Report:
 
 
 def summary(results: Sequence[KeyResult], options: CheckOptions) -> str:
+    """``3 keys checked: 2 working, 1 not working.`` (or ``1 key checked``)."""
+    from byok_reconcile.output.common import plural
+
     if not results:
         return ""
     working = sum(r.working for r in results)
-    text = f"{len(results)} keys checked: {working} working"
+    text = f"{plural(len(results), 'key')} checked: {working} working"
     failing = len(results) - working
     if failing:
-        text += f", {failing} not"
+        text += f", {failing} not working"
     unreachable = sum(r.verdict == UNREACHABLE for r in results)
     if unreachable and options.unreachable == "warn":
-        text += f" ({unreachable} unreachable, not counted as failures)"
+        text += f"; {unreachable} unreachable, not counted as failures"
     return text + "."
-
-
-class Progress:
-    """Progress while checks run: a rewritten line on a TTY, else one line
-    per key as it finishes. Writes to stderr; stdout is the report's."""
-
-    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = enabled and stream.isatty()
-        self.count = 0
-
-    def on_result(self, result: KeyResult) -> None:
-        self.count += 1
-        if not self.enabled:
-            return
-        if self.tty:
-            self.stream.write(f"\rchecking keys: {self.count} done")
-        else:
-            self.stream.write(f"checked {result.key}: {result.verdict}\n")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty and self.count:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()

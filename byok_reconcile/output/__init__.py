@@ -59,9 +59,23 @@ def render(report: Report, fmt: str, opts: Options | None = None) -> str:
     return reporter(report, opts or Options())
 
 
-def emit(report: Report, fmt: str, *, quiet: bool = False, verbose: int = 0) -> None:
-    """Print ``report`` on stdout in format ``fmt``; fill the job summary."""
-    opts = Options(quiet=quiet, verbose=verbose, colour=_colour(fmt))
+def emit(
+    report: Report,
+    fmt: str,
+    *,
+    quiet: bool = False,
+    verbose: int = 0,
+    keys_streamed: bool = False,
+) -> None:
+    """Print ``report`` on stdout in format ``fmt``; fill the job summary.
+
+    ``keys_streamed``: the key lines went out already as checks finished
+    (:mod:`byok_reconcile.output.progress`); the text report leaves them out.
+    The job summary always holds the whole report.
+    """
+    opts = Options(
+        quiet=quiet, verbose=verbose, colour=_colour(fmt), keys_streamed=keys_streamed
+    )
     body = render(report, fmt, opts)
     if body:
         click.echo(body, color=opts.colour)

@@ -6,18 +6,21 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from byok_reconcile.results import Change, KeyResult, Report
+from byok_reconcile.results import Change, KeyResult, Report, TargetResult
 
 ACTION_SIGNS = {"create": "+", "update": "~", "delete": "-", "noop": " "}
 
 
 @dataclass(frozen=True)
 class Options:
-    """How a reporter renders: ``quiet`` keeps errors only, ``colour`` ANSI."""
+    """How a reporter renders: ``quiet`` keeps errors only, ``colour`` ANSI,
+    ``keys_streamed`` leaves out the key lines that were shown already."""
 
     quiet: bool = False
     verbose: int = 0
     colour: bool = False
+    # Key lines were already printed as each check finished (see progress).
+    keys_streamed: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,29 @@ def problem_counts(report: Report) -> str:
 
 
 def key_failures(key: KeyResult) -> list[str]:
-    """``target: verdict`` for each failing model or deployment of ``key``."""
-    return [
-        f"{t.target}: {t.verdict}" + (f" ({t.detail})" if t.detail else "")
-        for t in key.targets
-        if t.verdict != "valid"
-    ]
+    """``target: verdict - detail (request id)`` for each failing model or
+    deployment of ``key``; the request id only where it is not the key's."""
+    return [target_line(key, t) for t in key.targets if t.verdict != "valid"]
+
+
+def target_line(key: KeyResult, target: TargetResult) -> str:
+    """One target's verdict, its detail and its own request id, if any."""
+    text = f"{target.target}: {target.verdict}"
+    if target.detail:
+        text += f" - {target.detail}"
+    if target.request_id and target.request_id != key.request_id:
+        text += f" {request_note(target.request_id)}"
+    return text
+
+
+def request_note(request_id: str) -> str:
+    """How a provider's request id is shown: ``(request req_abc123)``."""
+    return f"(request {request_id})"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 key``, ``2 keys``: ``word`` gets an ``s`` unless ``n`` is 1."""
+    return _plural(n, word)
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}

@@ -65,6 +65,8 @@ def _key(k: KeyResult, cmd: str) -> str:
     parts = [f"key {k.key} ({k.provider}): {k.verdict}"]
     if k.detail:
         parts.append(k.detail)
+    if k.request_id:
+        parts.append(f"request {k.request_id}")
     parts += key_failures(k)
     if k.hint:
         parts.append(f"hint: {k.hint}")

@@ -21,7 +21,7 @@ from byok_reconcile.output.common import (
     show_value,
     status_word,
 )
-from byok_reconcile.results import Change, FieldChange, Report
+from byok_reconcile.results import Change, FieldChange, KeyResult, Report
 
 MARKER = "<!-- byok-reconcile report -->"
 
@@ -41,7 +41,8 @@ def cell(value: object) -> str:
 def render(report: Report, opts: Options) -> str:
     """The comment body; ``quiet`` has no effect: a comment is read later."""
     parts = [MARKER, _status(report)]
-    parts += _keys(report) + _features(report) + _plan(report) + _problems(report)
+    parts += _stored_keys(report) or _keys(report)
+    parts += _features(report) + _plan(report) + _problems(report)
     return "\n\n".join(parts) + "\n"
 
 
@@ -72,7 +73,7 @@ def _keys(report: Report) -> list[str]:
         [
             cell(k.key),
             cell(k.provider),
-            cell(k.verdict) + _key_notes(k.detail, key_failures(k)),
+            cell(k.verdict) + _key_notes(k),
             f"`{k.fingerprint}`" if k.fingerprint else "",
         ]
         for k in report.keys
@@ -81,8 +82,35 @@ def _keys(report: Report) -> list[str]:
     return [f"#### Keys\n\n{table}"]
 
 
-def _key_notes(detail: str, failures: list[str]) -> str:
-    notes = ([detail] if detail else []) + failures
+def _stored_keys(report: Report) -> list[str]:
+    """The keys a store holds (``data["keys"]`` as ``byok status`` fills it:
+    mappings with name, provider, source, fingerprint, verdict)."""
+    raw = report.data.get("keys")
+    if not isinstance(raw, list) or not raw:
+        return []
+    rows = [
+        [
+            cell(k.get("name", "")),
+            cell(k.get("provider", "")),
+            cell(k.get("source") or "unmanaged"),
+            cell(k.get("verdict") or "not checked"),
+            f"`{k['fingerprint']}`" if k.get("fingerprint") else "",
+        ]
+        for k in raw
+        if isinstance(k, dict)
+    ]
+    if not rows:
+        return []
+    table = _table(["key", "provider", "source", "verdict", "fingerprint"], rows)
+    return [f"#### Keys\n\n{table}"]
+
+
+def _key_notes(key: KeyResult) -> str:
+    # Request ids let a reviewer quote the provider's own trace to support.
+    notes = [key.detail] if key.detail else []
+    if key.request_id:
+        notes.append(f"request {key.request_id}")
+    notes += key_failures(key)
     return "".join(f"<br>{cell(n)}" for n in notes)
 
 

@@ -14,7 +14,9 @@ from byok_reconcile.output.common import (
     pending,
     plan_counts,
     printable,
+    request_note,
     show_value,
+    target_line,
 )
 from byok_reconcile.results import Change, FieldChange, KeyResult, Problem, Report
 
@@ -25,9 +27,9 @@ _ACTION_COLOUR = {"create": "green", "update": "yellow", "delete": "red"}
 def render(report: Report, opts: Options) -> str:
     """The whole report as text lines; quiet keeps only the errors."""
     lines = [_problem(p, opts) for p in report.problems if _shown(p, opts)]
-    for key in report.keys:
-        if not opts.quiet or not key.working:
-            lines.extend(_key(key, opts))
+    if not opts.keys_streamed:
+        for key in report.keys:
+            lines.extend(key_lines(key, opts))
     if not opts.quiet:
         lines.extend(_changes(report, opts))
         if report.summary:
@@ -50,22 +52,27 @@ def _problem(p: Problem, opts: Options) -> str:
     return text
 
 
-def _key(key: KeyResult, opts: Options) -> list[str]:
+def key_lines(key: KeyResult, opts: Options) -> list[str]:
+    """A key's verdict line and its targets' lines; none for a working key
+    when quiet. The provider's request id shows on failures, and at -v."""
+    if opts.quiet and key.working:
+        return []
     colour = "green" if key.working else "red"
     verdict = paint(key.verdict, colour, opts.colour)
-    head = f"key {key.key} ({key.provider}): {verdict}"
+    head = f"key {printable(key.key)} ({key.provider}): {verdict}"
     if key.fingerprint:
         head += f"  {key.fingerprint}"
     if key.detail:
         head += f"  {printable(key.detail)}"
     if key.hint:
         head += f" ({printable(key.hint)})"
-    lines = [head]
+    if key.request_id and (opts.verbose or not key.working):
+        head += f" {request_note(printable(key.request_id))}"
     if opts.verbose:
-        lines += [f"  {t.target}: {t.verdict}" for t in key.targets]
+        failing = [target_line(key, t) for t in key.targets]
     else:
-        lines += [f"  {printable(line)}" for line in key_failures(key)]
-    return lines
+        failing = key_failures(key)
+    return [head] + [f"  {printable(line)}" for line in failing]
 
 
 def _changes(report: Report, opts: Options) -> list[str]:
