@@ -145,7 +145,8 @@ def exit_code(
     results: Sequence[KeyResult],
     options: CheckOptions | None,
 ) -> int:
-    """0 all working; 1 a rejection or bad secret reference; 3 unavailable.
+    """0 all working; 1 a rejection or bad secret reference; 3 unavailable
+    (sops, a decryption key, an unset environment variable, a provider).
 
     A definite rejection (1) wins over "could not find out" (3): it is the
     problem the user can and must fix.

@@ -271,3 +271,13 @@ def test_undecryptable_sops_key_exits_3(
     assert result.exit_code == 3
     assert "azure.yaml" in result.output + result.stderr
     assert emu.requests == []
+
+
+def test_exit_code_unset_variable_is_3_bad_reference_is_1() -> None:
+    from byok_reconcile.errors import SecretNotFoundError, SecretUnavailableError
+    from byok_reconcile.pipeline import exit_code
+
+    unset = SecretUnavailableError("the variable X is not set")
+    missing = SecretNotFoundError("'a.b' was not found")
+    assert exit_code({"k": unset}, [], None) == 3
+    assert exit_code({"k": unset, "j": missing}, [], None) == 1
