@@ -288,3 +288,27 @@ def test_unknown_scheme_is_a_usage_error() -> None:
         open_target("mysql://x@127.0.0.1/db")
     assert info.value.exit_code == 2
     assert "sqlite:////abs/path.db" in str(info.value)
+
+
+def test_read_only_open_creates_nothing(
+    any_store_url: str, store_key: StoreKey
+) -> None:
+    from byok_reconcile.store import StoreMissingError
+
+    with pytest.raises(StoreMissingError, match="no store at"):
+        open_target(any_store_url, create=False)
+    if any_store_url.startswith("postgresql"):
+        engine = _engine(any_store_url)
+        with engine.connect() as conn:
+            tables = conn.execute(text(
+                "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'byok_%'"
+            )).scalar()
+        engine.dispose()
+        assert tables == 0
+    else:
+        path = any_store_url.split("://", 1)[1].lstrip("/")
+        assert not Path("/" + path).exists()
+    _apply(any_store_url, store_key, NAMES, make_secrets(NAMES))
+    store = open_target(any_store_url, create=False)
+    assert sorted(store.read().keys) == sorted(NAMES)
+    store.close()
