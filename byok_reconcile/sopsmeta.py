@@ -5,6 +5,11 @@ tell an encrypted file from a plaintext one, and a decryption error can say
 which recipients a file was made for. sops stores its metadata under a
 top-level ``sops`` key (YAML, JSON, binary), in a ``[sops]`` section (INI) or
 as flattened ``sops_*=`` lines (dotenv).
+
+It also offers the guarded readers for sops files and their decrypted
+output (:func:`read_file`, :func:`load_yaml`, :func:`load_json`): a size
+cap, regular files only, bounded nesting, and errors that never quote the
+content.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from byok_reconcile.errors import ConfigError
 
 Format = Literal["yaml", "json", "dotenv", "ini", "binary"]
 RecipientKind = Literal["age", "pgp", "kms", "gcp_kms", "azure_kv", "hc_vault"]
@@ -121,10 +128,45 @@ def inspect_file(path: Path) -> SopsMeta | None:
     """The sops metadata of ``path``, or None when it is not sops-encrypted
     (or cannot be read or parsed: the caller reports that on its own)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_file(path).decode("utf-8")
+    except (ConfigError, UnicodeDecodeError):
         return None
     return inspect_text(text, format_for(path))
+
+
+def read_file(path: Path | str) -> bytes:
+    """The bytes of a sops file or fromFile target: a regular file of at
+    most 16 MiB. Raises :class:`ConfigError` with a predicate that does not
+    name the path ("cannot be read: Permission denied")."""
+    from byok_reconcile.yamlload import read_limited
+
+    return read_limited(path)
+
+
+def load_yaml(text: str, *, strings: bool = False) -> list[object]:
+    """Every document of a YAML text as plain values, through the one
+    guarded loader (nesting, size, alias bombs). ``strings`` keeps every
+    scalar as written. Raises :class:`ConfigError`, never quoting ``text``.
+    """
+    from byok_reconcile.yamlload import parse_values
+
+    return parse_values(text, strings=strings)
+
+
+def load_json(text: str, **options: Any) -> object:
+    """``json.loads`` with a size cap and bounded nesting (``options`` go to
+    it). Raises :class:`ConfigError`, never quoting ``text``."""
+    from byok_reconcile.yamlload import MAX_FILE_BYTES
+
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError("is too large to be a sops file")
+    try:
+        return json.loads(text, **options)
+    except RecursionError:
+        raise ConfigError("is nested too deeply to be a sops file") from None
+    except ValueError as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"cannot be parsed as JSON {where}".strip()) from None
 
 
 def inspect_text(text: str, fmt: Format) -> SopsMeta | None:
@@ -150,19 +192,16 @@ def inspect_documents(docs: Iterable[object], fmt: Format = "yaml") -> SopsMeta 
 
 
 def _yaml_documents(text: str) -> list[object]:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return list(yaml.load_all(text, Loader=loader))
-    except yaml.YAMLError:
+        return load_yaml(text)
+    except ConfigError:
         return []
 
 
 def _inspect_json(text: str, fmt: Format) -> SopsMeta | None:
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = load_json(text)
+    except ConfigError:
         return None
     if not isinstance(doc, dict):
         return None

@@ -9,13 +9,16 @@ column, nothing turns into a date or a ``yes`` boolean, and every problem
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from byok_reconcile.errors import ConfigError
 from byok_reconcile.results import Problem
 
 JsonPath = tuple[str | int, ...]
@@ -23,6 +26,9 @@ Mark = tuple[int, int]
 
 MAX_NODES = 50_000
 MAX_DEPTH = 64
+# byok documents and sops files are a few kilobytes; the cap keeps a stray
+# disk image or /dev/zero from being read into memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 # libyaml's C composer recurses per nesting level and overflows the C stack
 # somewhere past 20,000 levels; a text shorter than this cannot nest deeper.
 _SAFE_LENGTH = 8_000
@@ -65,6 +71,80 @@ class _Loader(_BaseLoader):
             return PLAIN
         result: str = super().resolve(kind, value, implicit)
         return result
+
+
+def may_quote(path: JsonPath) -> bool:
+    """Whether a message may quote the value (or key) at ``path``.
+
+    The one place that decides: anything under ``apiKey`` may be a pasted
+    key, so it is never shown.
+    """
+    return "apiKey" not in path
+
+
+def read_limited(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.
+
+    A FIFO, a device or a folder is refused before anything is read (opened
+    non-blocking, so a FIFO without a writer cannot hang), and a file over
+    ``limit`` without reading it all. Raises :class:`ConfigError` whose
+    message is a predicate without the path ("is not a regular file"): the
+    caller decides whether the path may be shown.
+    """
+    try:
+        # stat first: a device is never even opened.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise ConfigError("does not exist", hint="check the path") from None
+    except OSError as exc:
+        raise _unreadable(exc) from None
+    try:
+        return _read_fd(fd, limit)
+    except OSError as exc:
+        raise _unreadable(exc) from None
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    info = os.fstat(fd)  # the file may have been swapped since the stat
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(info.st_mode)
+    if info.st_size > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+    return b"".join(chunks)
+
+
+def _not_regular(mode: int) -> ConfigError:
+    what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+    return ConfigError(
+        f"is {what}",
+        hint="byok reads only regular files (not FIFOs, devices or folders)",
+    )
+
+
+def _too_large(limit: int) -> ConfigError:
+    return ConfigError(
+        f"is larger than {limit // (1024 * 1024)} MiB; byok documents are small",
+        hint="check that this is the file you meant",
+    )
+
+
+def _unreadable(exc: OSError) -> ConfigError:
+    reason = exc.strerror or type(exc).__name__
+    return ConfigError(
+        f"cannot be read: {reason}", hint="check the path and its permissions"
+    )
 
 
 @dataclass(frozen=True)
@@ -115,8 +195,13 @@ def load_bytes(data: bytes, display: str) -> LoadedFile:
     return load_text(text, display)
 
 
-def load_text(text: str, display: str) -> LoadedFile:
-    """Load every document of ``text`` (already decoded)."""
+def load_text(text: str, display: str, *, strings: bool = False) -> LoadedFile:
+    """Load every document of ``text`` (already decoded).
+
+    Every YAML parse of the package goes through here, so the nesting and
+    size guards apply to all of them. ``strings`` keeps every scalar as the
+    text written (for decrypted values, where ``0123e45`` is a key).
+    """
     problems: list[Problem] = []
     if (
         len(text) > _SAFE_LENGTH
@@ -127,14 +212,32 @@ def load_text(text: str, display: str) -> LoadedFile:
     docs: list[LoadedDocument] = []
     try:
         for index, node in enumerate(_compose(text)):
-            doc = _Builder(display, index, problems).document(node)
+            doc = _Builder(display, index, problems, strings).document(node)
             if doc is not None:
                 docs.append(doc)
     except yaml.YAMLError as exc:
         problems.append(_yaml_problem(exc, display, text))
-    if not docs and not problems and _is_blank(text):
+    if not problems and all(d.data is None for d in docs):
+        # Only '---' lines, comments or blanks: as empty as an empty file.
         problems.append(_empty_file(display))
     return LoadedFile(tuple(docs), tuple(problems))
+
+
+def parse_values(text: str, *, strings: bool = False) -> list[object]:
+    """The plain values of every document of ``text``, under the guards of
+    :func:`load_text`, for callers that need no places (sops files, decrypted
+    output). Raises :class:`ConfigError` on any problem; the message never
+    quotes the text, which may be secret.
+    """
+    loaded = load_text(text, "<text>", strings=strings)
+    empty = all(p.code == "empty-file" for p in loaded.problems)
+    if loaded.problems and not empty:
+        first = loaded.problems[0]
+        raise ConfigError(
+            f"cannot be parsed as YAML (line {first.line}, column {first.col})",
+            hint="check the file with sops or a YAML linter",
+        )
+    return [doc.data for doc in loaded.documents]
 
 
 def _compose(text: str) -> Iterator[yaml.Node]:
@@ -168,17 +271,13 @@ def _decode(data: bytes, display: str, problems: list[Problem]) -> str | None:
         return None
 
 
-def _is_blank(text: str) -> bool:
-    lines = (line.strip() for line in text.splitlines())
-    return all(not line or line.startswith("#") for line in lines)
-
-
 def _empty_file(display: str) -> Problem:
     return Problem(
         display,
         1,
         1,
-        "the file holds no YAML document (it is empty or only comments)",
+        "the file holds no YAML document (it is empty, or only comments "
+        "and '---')",
         "empty-file",
         hint="add a byok document or delete the file",
     )
@@ -265,12 +364,18 @@ def _offset_mark(source: str, position: int) -> Mark:
 class _Builder:
     """Builds one document's values from its node graph."""
 
-    def __init__(self, display: str, index: int, problems: list[Problem]) -> None:
+    def __init__(
+        self, display: str, index: int, problems: list[Problem], strings: bool
+    ) -> None:
         self.display = display
         self.index = index
         self.problems = problems
+        self.strings = strings
         self.count = 0
         self.active: set[int] = set()
+        # Collections built once; one built again came through an alias.
+        self.built: set[int] = set()
+        self.aliased = False
         self.marks: dict[JsonPath, Mark] = {}
         self.key_marks: dict[JsonPath, Mark] = {}
         self.raw: dict[JsonPath, str] = {}
@@ -282,7 +387,14 @@ class _Builder:
             return None
         return LoadedDocument(self.index, data, self.marks, self.key_marks, self.raw)
 
-    def problem(self, node: yaml.Node, message: str, code: str, hint: str) -> None:
+    def problem(
+        self,
+        node: yaml.Node,
+        message: str,
+        code: str,
+        hint: str,
+        path: JsonPath = (),
+    ) -> None:
         mark = node.start_mark
         self.problems.append(
             Problem(
@@ -291,22 +403,17 @@ class _Builder:
                 mark.column + 1,
                 message,
                 code,
-                path="$",
+                path=path_text(path),
                 hint=hint,
             )
         )
 
-    def check_limits(self, node: yaml.Node, path: JsonPath) -> None:
+    def check_limits(self, node: yaml.Node, path: JsonPath, merges: int = 0) -> None:
+        """Refuse a document that is too large or too deep; ``merges`` counts
+        the merge keys followed to get here, which nest like values do."""
         if self.count > MAX_NODES:
-            self.problem(
-                node,
-                f"the document expands to more than {MAX_NODES} values "
-                "(aliases repeated too often)",
-                "yaml-alias-bomb",
-                "remove the repeated aliases",
-            )
-            raise _Abort
-        if len(path) > MAX_DEPTH:
+            self.too_many(node)
+        if len(path) + merges > MAX_DEPTH:
             self.problem(
                 node,
                 f"nested more than {MAX_DEPTH} levels deep",
@@ -314,6 +421,28 @@ class _Builder:
                 "byok documents are a few levels deep; check the file",
             )
             raise _Abort
+
+    def too_many(self, node: yaml.Node) -> None:
+        if self.aliased:
+            message = (
+                f"the document expands to more than {MAX_NODES} values "
+                "(aliases repeated too often)"
+            )
+            code, hint = "yaml-alias-bomb", "remove the repeated aliases"
+        else:
+            message = (
+                f"the document holds more than {MAX_NODES} values; "
+                "byok documents are small"
+            )
+            code, hint = "yaml-too-large", "check the file, or split it"
+        self.problem(node, message, code, hint)
+        raise _Abort
+
+    def seen(self, node: yaml.Node) -> None:
+        if id(node) in self.built:
+            self.aliased = True
+        else:
+            self.built.add(id(node))
 
     def alias_loop(self, node: yaml.Node) -> None:
         self.problem(
@@ -332,6 +461,7 @@ class _Builder:
             return self.scalar(node, path)
         if id(node) in self.active:
             self.alias_loop(node)
+        self.seen(node)
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -343,12 +473,12 @@ class _Builder:
 
     def sequence(self, node: yaml.SequenceNode, path: JsonPath) -> list[object]:
         if node.tag != SEQ:
-            self.bad_tag(node)
+            self.bad_tag(node, path)
         return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
 
     def mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, object]:
         if node.tag != MAP:
-            self.bad_tag(node)
+            self.bad_tag(node, path)
         result: dict[str, object] = {}
         seen: dict[str, yaml.Node] = {}
         merges: list[yaml.Node] = []
@@ -356,19 +486,19 @@ class _Builder:
             if _is_merge(key_node):
                 merges.append(value_node)
                 continue
-            key = self.key(key_node)
+            key = self.key(key_node, path)
             if key is None:
                 continue
             if key in seen:
                 # Under apiKey a key name may be a pasted secret: never echo it.
-                shown = "a key" if "apiKey" in path else f"the key '{key}'"
+                shown = f"the key '{key}'" if may_quote(path) else "a key"
                 self.duplicate(shown, seen[key], key_node)
             seen[key] = key_node
             child = (*path, key)
             self.key_marks[child] = _mark(key_node)
             result[key] = self.build(value_node, child)
-        for key_node, value_node in self.merged_pairs(merges):
-            key = self.key(key_node)
+        for key_node, value_node in self.merged_pairs(merges, path, 1):
+            key = self.key(key_node, path)
             if key is None or key in result:
                 continue  # explicit keys (and earlier merges) win
             child = (*path, key)
@@ -376,7 +506,9 @@ class _Builder:
             result[key] = self.build(value_node, child)
         return result
 
-    def merged_pairs(self, merges: list[yaml.Node]) -> list[tuple[Any, Any]]:
+    def merged_pairs(
+        self, merges: list[yaml.Node], path: JsonPath, depth: int
+    ) -> list[tuple[Any, Any]]:
         pairs: list[tuple[Any, Any]] = []
         for value in merges:
             sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
@@ -387,27 +519,32 @@ class _Builder:
                         "a merge key '<<' takes a mapping or a list of mappings",
                         "yaml-merge",
                         "merge an anchored mapping: <<: *base",
+                        path,
                     )
                     continue
-                pairs.extend(self.flatten(source))
+                pairs.extend(self.flatten(source, path, depth))
         return pairs
 
-    def flatten(self, node: yaml.MappingNode) -> list[tuple[Any, Any]]:
+    def flatten(
+        self, node: yaml.MappingNode, path: JsonPath, depth: int
+    ) -> list[tuple[Any, Any]]:
         """A merged mapping's pairs, its own merges resolved (its own keys
-        first, so they win over what it merges in turn)."""
+        first, so they win over what it merges in turn). ``depth`` counts
+        the merges followed, so a chain of them is bounded like nesting."""
         self.count += len(node.value)
-        self.check_limits(node, ())
+        self.check_limits(node, path, depth)
         if id(node) in self.active:
             self.alias_loop(node)
+        self.seen(node)
         own = [(k, v) for k, v in node.value if not _is_merge(k)]
         inner = [v for k, v in node.value if _is_merge(k)]
         self.active.add(id(node))
         try:
-            return own + self.merged_pairs(inner)
+            return own + self.merged_pairs(inner, path, depth + 1)
         finally:
             self.active.discard(id(node))
 
-    def key(self, node: yaml.Node) -> str | None:
+    def key(self, node: yaml.Node, path: JsonPath) -> str | None:
         if isinstance(node, yaml.ScalarNode):
             return str(node.value)
         self.problem(
@@ -415,6 +552,7 @@ class _Builder:
             "a mapping key must be plain text, not a list or a mapping",
             "yaml-complex-key",
             "write the key as text",
+            path,
         )
         return None
 
@@ -428,37 +566,44 @@ class _Builder:
             "keep one of them",
         )
 
-    def bad_tag(self, node: yaml.Node) -> None:
+    def bad_tag(self, node: yaml.Node, path: JsonPath) -> None:
+        if self.strings:
+            return  # decrypted output: tags mean nothing, values stay text
+        shown = f"'{node.tag}'" if may_quote(path) else "here"
         self.problem(
             node,
-            f"the YAML tag '{node.tag}' is not supported here",
+            f"the YAML tag {shown} is not supported here",
             "yaml-tag",
             "remove the tag",
+            path,
         )
 
     def scalar(self, node: yaml.ScalarNode, path: JsonPath) -> object:
         text: str = node.value
         tag = node.tag
-        if tag == STR:
+        if tag == STR or self.strings:
             return text
-        value = resolve_plain(text) if tag == PLAIN else self.tagged(node)
+        value = resolve_plain(text) if tag == PLAIN else self.tagged(node, path)
         if value is not text:
             self.raw[path] = text
         return value
 
-    def tagged(self, node: yaml.ScalarNode) -> object:
+    def tagged(self, node: yaml.ScalarNode, path: JsonPath) -> object:
         wanted = {INT: (int,), FLOAT: (float, int), BOOL: (bool,), NULL: (type(None),)}
         kinds = wanted.get(node.tag)
         value = resolve_plain(node.value)
         if kinds is None:
-            self.bad_tag(node)
+            self.bad_tag(node, path)
             return node.value
         if not isinstance(value, kinds) or (bool in kinds) != isinstance(value, bool):
+            kind = node.tag.rsplit(":", 1)[-1]
+            shown = f"'{node.value}'" if may_quote(path) else "the value"
             self.problem(
                 node,
-                f"'{node.value}' is not a valid {node.tag.rsplit(':', 1)[-1]}",
+                f"{shown} is not a valid {kind}",
                 "yaml-tag",
                 "fix the value or remove the tag",
+                path,
             )
             return node.value
         return float(value) if node.tag == FLOAT else value  # type: ignore[arg-type]
