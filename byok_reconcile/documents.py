@@ -11,15 +11,23 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from byok_reconcile.errors import ConfigError
 from byok_reconcile.model import Location, SourceFile
 from byok_reconcile.results import Problem, Severity
 from byok_reconcile.sopsmeta import SopsMeta, inspect_documents, is_enc_value
-from byok_reconcile.yamlload import JsonPath, LoadedDocument, load_bytes, path_text
+from byok_reconcile.yamlload import (
+    JsonPath,
+    LoadedDocument,
+    load_bytes,
+    path_text,
+    read_limited,
+)
 
 API_VERSION = "byok/v1"
 KINDS = ("Key", "FeatureMapping", "FeatureCatalog", "Policy")
@@ -89,34 +97,81 @@ class LoadedSource:
 
 
 def discover(paths: Sequence[str | Path]) -> tuple[list[SourceFile], list[Problem]]:
-    """The files to read, each once, in a stable order, with display paths."""
+    """The files to read, each once, in a stable order, with display paths.
+
+    A folder is searched recursively, symlinked folders included (each real
+    folder once, so a link loop ends). A folder that cannot be read, or that
+    holds no YAML file, is a problem: nothing is skipped silently. A named
+    path that is not a regular file is handed on, so reading it reports it.
+    """
     found: dict[Path, str] = {}
     problems: list[Problem] = []
     cwd = Path.cwd()
     for given in paths:
         path = Path(given)
-        if path.is_dir():
-            for file in _walk(path):
-                found.setdefault(_absolute(file), _display(file, cwd))
-        elif path.is_file():
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            problems.append(_missing(path, cwd, exc))
+            continue
+        if not stat.S_ISDIR(mode):
             found.setdefault(_absolute(path), _display(path, cwd))
-        else:
-            problems.append(_missing(path, cwd))
+            continue
+        walked = _Walk(problems, cwd)
+        inside = walked.run(path)
+        if not inside and not walked.failed:
+            problems.append(_no_yaml(path, cwd))
+        for file in inside:
+            found.setdefault(_absolute(file), _display(file, cwd))
     files = [SourceFile(p, d, "") for p, d in found.items()]
     files.sort(key=lambda f: f.display)
     return files, problems
 
 
-def _walk(root: Path) -> list[Path]:
-    """``*.yaml``/``*.yml`` under ``root``, skipping hidden entries and
-    ``.sops.yaml``."""
-    out: list[Path] = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith(".") and name.endswith(SUFFIXES):
-                out.append(Path(folder, name))
-    return out
+class _Walk:
+    """``*.yaml``/``*.yml`` under a folder, skipping hidden entries (and so
+    ``.sops.yaml``); unreadable folders become problems."""
+
+    def __init__(self, problems: list[Problem], cwd: Path) -> None:
+        self.problems = problems
+        self.cwd = cwd
+        self.visited: set[tuple[int, int]] = set()
+        self.failed = False
+
+    def run(self, root: Path) -> list[Path]:
+        out: list[Path] = []
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            entries = self.entries(folder)
+            subfolders = []
+            for entry in entries:
+                if self.is_dir(entry):
+                    subfolders.append(Path(entry.path))
+                elif entry.name.endswith(SUFFIXES):
+                    out.append(Path(entry.path))
+            stack.extend(reversed(subfolders))
+        return out
+
+    def entries(self, folder: Path) -> list[os.DirEntry[str]]:
+        try:
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in self.visited:
+                return []  # a symlink loop, or a folder reached twice
+            self.visited.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as scan:
+                found = [e for e in scan if not e.name.startswith(".")]
+        except OSError as exc:
+            self.failed = True
+            self.problems.append(_unreadable_folder(folder, self.cwd, exc))
+            return []
+        return sorted(found, key=lambda e: e.name)
+
+    def is_dir(self, entry: os.DirEntry[str]) -> bool:
+        try:
+            return entry.is_dir()  # follows symlinks
+        except OSError:
+            return False  # a dangling link: it holds nothing to read
 
 
 def _display(path: Path, cwd: Path) -> str:
@@ -128,24 +183,45 @@ def _display(path: Path, cwd: Path) -> str:
     return path.as_posix()
 
 
-def _missing(path: Path, cwd: Path) -> Problem:
+def _missing(path: Path, cwd: Path, exc: OSError) -> Problem:
+    if isinstance(exc, FileNotFoundError):
+        message = "no such file or folder"
+    else:
+        message = f"cannot be read: {exc.strerror or type(exc).__name__}"
+    return Problem(_display(path, cwd), 0, 0, message, "path", hint="check the path")
+
+
+def _unreadable_folder(folder: Path, cwd: Path, exc: OSError) -> Problem:
+    reason = exc.strerror or type(exc).__name__
     return Problem(
-        _display(path, cwd),
+        _display(folder, cwd),
         0,
         0,
-        "no such file or folder",
+        f"the folder cannot be read: {reason}",
+        "read",
+        hint="check its permissions; its files were not validated",
+    )
+
+
+def _no_yaml(folder: Path, cwd: Path) -> Problem:
+    return Problem(
+        _display(folder, cwd),
+        0,
+        0,
+        f"no *.yaml or *.yml files in {_display(folder, cwd)}",
         "path",
-        hint="check the path",
+        hint="check the path; hidden files and folders are skipped",
     )
 
 
 def load_source(source: SourceFile) -> LoadedSource:
     """Read one file and sort its documents; never raises on bad content."""
     try:
-        data = source.path.read_bytes()
-    except OSError as exc:
+        data = read_limited(source.path)
+    except ConfigError as exc:
+        # Line 1, column 1: a CI annotation needs a line to attach to the file.
         problem = Problem(
-            source.display, 0, 0, f"cannot read the file: {exc.strerror}", "read"
+            source.display, 1, 1, f"the file {exc.message}", "read", hint=exc.hint
         )
         return LoadedSource(source, (), (problem,))
     source = SourceFile(source.path, source.display, hashlib.sha256(data).hexdigest())

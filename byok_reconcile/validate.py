@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from byok_reconcile.documents import Document, discover, load_source
+from byok_reconcile.errors import ConfigError
 from byok_reconcile.model import Config, FeatureSpec, KeySpec, SecretRef, SourceFile
 from byok_reconcile.providers.hosts import (
     PROVIDER_HOSTS,
@@ -27,7 +28,12 @@ from byok_reconcile.providers.hosts import (
 )
 from byok_reconcile.results import Problem
 from byok_reconcile.schema import check as schema_check
-from byok_reconcile.sopsmeta import inspect_file, is_enc_value
+from byok_reconcile.sopsmeta import format_for, inspect_text, is_enc_value, read_file
+
+ENV_ALLOW = "BYOK_ALLOW_HOSTS"
+# Suggestions compare names pairwise (difflib): past this many unknown
+# features, the rest are reported without one, so the time stays linear.
+MAX_SUGGESTIONS = 20
 
 
 @dataclass(frozen=True)
@@ -211,11 +217,16 @@ def _catalogued_twice(doc: Document, path: Any, first: tuple[Document, Any]) -> 
 
 
 def _unknown_features(state: _State, entries: dict[str, Any]) -> None:
+    known = list(entries)
+    suggested = 0
     for doc in state.of("FeatureMapping"):
         for fname in doc.data["spec"]["features"]:
             if fname in entries:
                 continue
-            close = difflib.get_close_matches(fname, list(entries), n=1, cutoff=0.6)
+            close: list[str] = []
+            if suggested < MAX_SUGGESTIONS:
+                suggested += 1
+                close = difflib.get_close_matches(fname, known, n=1, cutoff=0.6)
             hint = (
                 f"did you mean '{close[0]}'?"
                 if close
@@ -235,7 +246,11 @@ def _unknown_features(state: _State, entries: dict[str, Any]) -> None:
 def _unmapped_features(
     state: _State, entries: dict[str, Any], features: dict[str, FeatureSpec]
 ) -> None:
-    mapped = {f for d in state.of("FeatureMapping") for f in d.data["spec"]["features"]}
+    # Invalid mappings count too: their own error is enough, without a second
+    # "required feature is not mapped" for each feature they do map.
+    mapped = {
+        f for d in state.of("FeatureMapping", valid_only=False) for f in _mapped(d)
+    }
     for fname, (doc, path) in entries.items():
         entry = doc.data["spec"]["features"][fname] or {}
         if entry.get("required") is True and fname not in mapped:
@@ -251,6 +266,14 @@ def _unmapped_features(
             )
 
 
+def _mapped(doc: Document) -> list[str]:
+    spec = doc.data.get("spec")
+    features = spec.get("features") if isinstance(spec, dict) else None
+    if not isinstance(features, dict):
+        return []
+    return [f for f in features if isinstance(f, str)]
+
+
 # -- hosts ------------------------------------------------------------------------
 
 
@@ -259,6 +282,13 @@ def _allowed_hosts(state: _State) -> tuple[str, ...]:
     for doc in state.of("Policy"):
         hosts.update(doc.data["spec"]["allowedHosts"])
     return tuple(sorted(hosts))
+
+
+def _env_hosts() -> tuple[str, ...]:
+    """``BYOK_ALLOW_HOSTS`` entries: byok check honours them, so the host
+    warning does too (a malformed entry simply matches nothing here)."""
+    value = os.environ.get(ENV_ALLOW, "")
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 # -- sources ----------------------------------------------------------------------
@@ -289,8 +319,8 @@ def _display(path: Path, cwd: Path) -> str:
 
 def _sha256(path: Path) -> str:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_file(path)).hexdigest()
+    except ConfigError:
         return ""
 
 
@@ -310,11 +340,55 @@ def secret_ref(doc: Document) -> tuple[list[Problem], SecretRef | None]:
         return _inline_ref(doc, value)
     if isinstance(value, dict) and "fromEnv" in value and len(value) == 1:
         env = value["fromEnv"]
-        location = doc.location(_API_KEY)
-        return [], SecretRef("env", location, env=env) if isinstance(env, str) else None
+        if not isinstance(env, str):
+            return [], None
+        ref = SecretRef("env", doc.location(_API_KEY), env=env)
+        return _env_warning(doc, env), ref
     if isinstance(value, dict) and "fromFile" in value:
         return _file_ref(doc, value)
     return [], None  # a shape error the schema reports
+
+
+# Variables that hold something other than a provider key: naming one in
+# fromEnv would send byok's or sops' own credentials to a provider.
+_SOPS_ENV = (
+    "SOPS_",
+    "AWS_",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "VAULT_",
+    "AZURE_CLIENT_",
+    "AZURE_TENANT_ID",
+    "GNUPGHOME",
+)
+_SYSTEM_ENV = frozenset(
+    {"PATH", "HOME", "USER", "SHELL", "PWD", "LANG", "TMPDIR", "LOGNAME"}
+)
+
+
+def _env_holds(env: str) -> str | None:
+    if env.upper().startswith("BYOK_"):
+        return "byok's own settings or credentials"
+    if env.upper().startswith(_SOPS_ENV):
+        return "sops' decryption credentials"
+    if env.upper() in _SYSTEM_ENV:
+        return "a system setting"
+    return None
+
+
+def _env_warning(doc: Document, env: str) -> list[Problem]:
+    holds = _env_holds(env)
+    if holds is None:
+        return []
+    return [
+        doc.problem(
+            ("spec", "apiKey", "fromEnv"),
+            f"fromEnv names {env}: this variable holds {holds}, not a provider key",
+            "secret-env",
+            "name the variable your CI secret store sets for this key, "
+            "such as OPENAI_PROD_KEY",
+            severity="warning",
+        )
+    ]
 
 
 def _inline_ref(doc: Document, value: str) -> tuple[list[Problem], SecretRef | None]:
@@ -347,7 +421,8 @@ def _plaintext(doc: Document, value: str) -> Problem:
     else:
         hint = (
             "encrypt it with sops (encrypted_regex: ^apiKey$) or use "
-            "{fromFile, key} or {fromEnv}; the key is in git history: rotate it"
+            "{fromFile, key} or {fromEnv}; if this file was ever committed, "
+            "the key is in git history: rotate it"
         )
     return doc.problem(
         _API_KEY, "plaintext API key in spec.apiKey", "plaintext-secret", hint
@@ -365,19 +440,38 @@ def _file_ref(
     why = _file_ref_problem(target)
     if why is not None:
         # Named only when it exists: a path that is not there may be a pasted key.
-        shown = f"fromFile '{raw}'" if target.exists() else "the fromFile target"
+        shown = f"fromFile '{raw}'" if _exists(target) else "the fromFile target"
         message, hint = why
         return [doc.problem(ref_path, f"{shown} {message}", "secret-file", hint)], None
     ref = SecretRef("file", doc.location(_API_KEY), path=target, key=key)
     return [], ref
 
 
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _file_ref_problem(target: Path) -> tuple[str, str] | None:
-    if not target.exists():
-        return "does not exist", "the path is relative to this file"
-    if not target.is_file():
-        return "is not a file", "point at a sops-encrypted YAML, JSON or dotenv file"
-    if inspect_file(target) is None:
+    """Why the fromFile target cannot serve, or None. Every failure of the
+    file system (too long a name, no permission) is an answer here, not an
+    exception: the path may be a pasted key and must not reach a traceback."""
+    try:
+        data = read_file(target)
+    except ConfigError as exc:
+        if exc.message == "does not exist":
+            return "does not exist", "the path is relative to this file"
+        return exc.message, exc.hint or "check the path"
+    except ValueError:  # a NUL byte in the path
+        return "is not a valid path", "the path is relative to this file"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if inspect_text(text, format_for(target)) is None:
         return "is not sops-encrypted", "encrypt it: sops encrypt --in-place FILE"
     return None
 
@@ -521,16 +615,18 @@ def _host_warning(
         host, port = parts.hostname, parts.port
     except ValueError:
         return []
-    if host is None or host_allowed(host, port, PROVIDER_HOSTS[provider] + hosts):
+    allowed = PROVIDER_HOSTS[provider] + hosts + _env_hosts()
+    if host is None or host_allowed(host, port, allowed):
         return []
     path = ("spec", provider, name)
     return [
         doc.problem(
             path,
-            f"the key would be sent to {host}, which no Policy document allows",
+            f"the key would be sent to {host}, which no Policy document "
+            f"or {ENV_ALLOW} allows",
             "host-not-allowed",
-            "byok check refuses it unless a Policy document, --allow-host or "
-            "BYOK_ALLOW_HOSTS allows the host",
+            "byok check refuses it unless a Policy document, "
+            f"{ENV_ALLOW} or byok check --allow-host allows the host",
             severity="warning",
         )
     ]

@@ -126,10 +126,10 @@ def _read_fd(fd: int, limit: int) -> bytes:
 
 
 def _not_regular(mode: int) -> ConfigError:
-    what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+    what = "a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
     return ConfigError(
         f"is {what}",
-        hint="byok reads only regular files (not FIFOs, devices or folders)",
+        hint="byok reads only regular files, not FIFOs, devices or folders",
     )
 
 
