@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from byok_reconcile.results import Problem
-from byok_reconcile.yamlload import JsonPath, LoadedDocument, dotted, path_text
+from byok_reconcile.yamlload import (
+    JsonPath,
+    LoadedDocument,
+    dotted,
+    may_quote,
+    path_text,
+)
 
 SCHEMA_FILES = {
     "Key": "key.schema.json",
@@ -62,10 +70,37 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 @functools.cache
 def validator(kind: str) -> Any:
-    """The compiled validator of ``kind`` (built once per process)."""
-    from jsonschema import Draft202012Validator
+    """The compiled validator of ``kind`` (built once per process).
 
-    return Draft202012Validator(load_schema(kind))
+    Its ``pattern`` follows ECMA-262 like jsonschema-rs: ``$`` matches only
+    at the very end, so ``"abc\n"`` is not a valid name (Python's ``$``
+    would also match before a final newline).
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    full = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+    return full(load_schema(kind))
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    from jsonschema import ValidationError
+
+    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_DOLLAR = re.compile(r"\\.|\[(?:\\.|[^\]])*\]|\$")
+
+
+@functools.cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    r"""``pattern`` compiled with every ``$`` anchor (not escaped, not in a
+    character class) made ``\Z``: the end of the text, as in ECMA-262."""
+
+    def swap(match: re.Match[str]) -> str:
+        return r"\Z" if match.group() == "$" else match.group()
+
+    return re.compile(_DOLLAR.sub(swap, pattern))
 
 
 @functools.cache
@@ -83,11 +118,78 @@ def fast_validator(kind: str) -> Any | None:
     return jsonschema_rs.Draft202012Validator(load_schema(kind))
 
 
+# Errors past these limits come straight from jsonschema-rs: the pure-Python
+# validator would first spend seconds on the oversized list (uniqueItems).
+_SIZE_LIMITS = frozenset({"maxItems", "maxProperties", "maxLength"})
+_FAST_ERRORS = 50
+
+
 def check(kind: str, doc: LoadedDocument, file: str) -> list[Problem]:
-    """Validate one document against its kind's schema."""
+    """Validate one document against its kind's schema.
+
+    jsonschema-rs decides; the pure-Python validator only words the errors
+    of an invalid document. Should it find none where jsonschema-rs found
+    some, the document is still invalid: jsonschema-rs's errors are reported.
+    """
     fast = fast_validator(kind)
-    if fast is not None and fast.is_valid(doc.data):
+    if fast is None:
+        return _worded(kind, doc, file)
+    if fast.is_valid(doc.data):
         return []
+    errors = list(itertools.islice(fast.iter_errors(doc.data), _FAST_ERRORS))
+    sizes = [e for e in errors if _keyword(e) in _SIZE_LIMITS]
+    if sizes:
+        return [_fast_problem(kind, e, doc, file) for e in sizes]
+    worded = _worded(kind, doc, file)
+    return worded or [_fast_problem(kind, e, doc, file) for e in errors]
+
+
+def _keyword(error: Any) -> str:
+    path = list(error.schema_path)
+    return str(path[-1]) if path else ""
+
+
+def _fast_problem(kind: str, error: Any, doc: LoadedDocument, file: str) -> Problem:
+    """A jsonschema-rs error in plain words; never its own message, which
+    quotes the value."""
+    path: JsonPath = tuple(error.instance_path)
+    keyword = _keyword(error)
+    line, col = doc.mark(path)
+    if keyword in _SIZE_LIMITS:
+        limit = _schema_value(kind, list(error.schema_path))
+        message, hint = _size_message(path, keyword, limit)
+    else:
+        message = f"{dotted(path)} does not match the schema ({keyword})"
+        hint = "compare it with the schema under schemas/"
+    return Problem(file, line, col, message, "schema", path=path_text(path), hint=hint)
+
+
+def _schema_value(kind: str, schema_path: list[Any]) -> object:
+    node: Any = _schema(kind)
+    for step in schema_path:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return "?"
+    return node
+
+
+@functools.cache
+def _schema(kind: str) -> dict[str, Any]:
+    return load_schema(kind)
+
+
+def _size_message(path: JsonPath, keyword: str, limit: object) -> tuple[str, str]:
+    what = {
+        "maxItems": f"lists more than {limit} entries",
+        "maxProperties": f"has more than {limit} entries",
+        "maxLength": f"is longer than {limit} characters",
+    }[keyword]
+    hint = "byok documents are small; check the file, or split it"
+    return f"{dotted(path)} {what}", hint
+
+
+def _worded(kind: str, doc: LoadedDocument, file: str) -> list[Problem]:
     errors = list(_leaves(validator(kind).iter_errors(doc.data)))
     # A block the provider does not use is one error, not one per field in it.
     unused = [tuple(e.absolute_path) for e in errors if e.validator == "not"]
@@ -122,7 +224,7 @@ Finding = tuple[JsonPath, tuple[int, int], str, "str | None"]
 
 
 def _secret_path(path: JsonPath) -> bool:
-    return "apiKey" in path
+    return not may_quote(path)
 
 
 def _required(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
@@ -225,9 +327,16 @@ def _pattern(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
     else:
         at, mark = path, doc.mark(path)
     field = _pattern_field(path)
-    shown = "the value" if _secret_path(path) else f"'{value}'"
+    shown = "the value" if _secret_path(path) else _show(value)
     message = f"{shown} is not a valid {field} in {dotted(path)}"
     return [(at, mark, message, _PATTERN_HELP.get(field, _PATTERN_HELP["name"]))]
+
+
+def _show(value: object) -> str:
+    text = str(value)
+    if text.isprintable():
+        return f"'{text}'"
+    return json.dumps(text)  # a newline or a control character, made visible
 
 
 def _pattern_field(path: JsonPath) -> str:
@@ -265,6 +374,11 @@ def _min_size(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
     return [(path, doc.mark(path), message, None)]
 
 
+def _max_size(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
+    message, hint = _size_message(path, error.validator, error.validator_value)
+    return [(path, doc.mark(path), message, hint)]
+
+
 def _unique(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
     seen: set[str] = set()
     for index, item in enumerate(error.instance):
@@ -294,5 +408,8 @@ _HANDLERS = {
     "minItems": _min_size,
     "minProperties": _min_size,
     "minLength": _min_size,
+    "maxItems": _max_size,
+    "maxProperties": _max_size,
+    "maxLength": _max_size,
     "uniqueItems": _unique,
 }
