@@ -19,7 +19,7 @@ import posixpath
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from byok_reconcile.model import Config, FeatureSpec, KeySpec, SecretRef, SourceFile
@@ -103,44 +103,46 @@ def write_artifact(data: bytes, path: Path) -> None:
 
 
 def portable(config: Config, paths: Sequence[str | Path]) -> Config:
-    """``config`` with every absolute display path made relative.
+    """``config`` with every display path made relative to :func:`stable_root`.
 
-    A file shown as ``/ci/work/config/keys/a.yaml`` because the user passed
-    ``/ci/work/config`` becomes ``config/keys/a.yaml``, what running from
-    ``/ci/work`` with ``config`` would show: the artifact and its digest then
-    do not depend on where the checkout lives.
+    ``byok render config`` inside the repository and ``byok render
+    repo/config`` from its parent then write the same paths and the same
+    source digest: the artifact does not depend on the working folder, nor
+    on where the checkout lives.
     """
-    roots = [Path(p).absolute() for p in paths]
+    root = stable_root(paths)
     moved = {
-        src.display: _relative_display(src.display, roots)
+        src.display: Path(os.path.relpath(src.path, root)).as_posix()
         for src in config.sources
-        if PurePath(src.display).is_absolute()
     }
-    if not moved:
+    if all(old == new for old, new in moved.items()):
         return config
-    sources = tuple(
-        replace(src, display=moved.get(src.display, src.display))
-        for src in config.sources
-    )
+    sources = tuple(replace(src, display=moved[src.display]) for src in config.sources)
     keys = {name: _move_key(spec, moved) for name, spec in config.keys.items()}
     return replace(config, sources=sources, keys=keys)
 
 
-def _relative_display(display: str, roots: Sequence[Path]) -> str:
-    path = Path(display)
-    for root in roots:
-        base = root.parent
-        if path == root or root in path.parents:
-            return path.relative_to(base).as_posix()
-    return path.name
+def stable_root(paths: Sequence[str | Path]) -> Path:
+    """The folder artifact paths are relative to: the top of the git work
+    tree holding the PATH arguments, else their common parent folder.
+
+    The work tree is found by looking for a ``.git`` entry upwards, not by
+    running git: render must not depend on a git binary.
+    """
+    parents = [str(Path(os.path.abspath(p)).parent) for p in paths] or [os.getcwd()]
+    common = Path(os.path.commonpath(parents))
+    for folder in (common, *common.parents):
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return common
 
 
 def _move_key(spec: KeySpec, moved: Mapping[str, str]) -> KeySpec:
-    loc = spec.secret.location
-    if loc.file not in moved:
-        return spec
-    secret = replace(spec.secret, location=replace(loc, file=moved[loc.file]))
-    return replace(spec, secret=secret)
+    loc, own = spec.secret.location, spec.location
+    secret_loc = replace(loc, file=moved.get(loc.file, loc.file))
+    location = replace(own, file=moved.get(own.file, own.file))
+    secret = replace(spec.secret, location=secret_loc)
+    return replace(spec, secret=secret, location=location)
 
 
 def _source(config: Config) -> Json:

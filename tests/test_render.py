@@ -304,9 +304,24 @@ def test_portable_rewrites_absolute_displays(tmp_path: Path) -> None:
     assert fixed.digest() == base.digest()
 
 
-def test_portable_keeps_relative_displays(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    assert render.portable(config, ["config"]) is config
+def test_portable_keeps_displays_already_relative_to_the_root(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path / "config")
+    assert render.portable(config, [str(tmp_path / "config")]) is config
+
+
+def test_stable_root_is_the_git_work_tree(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "deploy" / "config").mkdir(parents=True)
+    (tmp_path / "repo" / ".git").write_text("gitdir: elsewhere\n")  # a worktree
+    config = tmp_path / "repo" / "deploy" / "config"
+    assert render.stable_root([config]) == tmp_path / "repo"
+
+
+def test_stable_root_without_git_is_the_common_parent(tmp_path: Path) -> None:
+    a, b = tmp_path / "x" / "keys", tmp_path / "x" / "features"
+    assert render.stable_root([a, b]) == tmp_path / "x"
+    assert render.stable_root([a / "k.yaml"]) == a
 
 
 def test_write_artifact_atomic_and_mode(tmp_path: Path) -> None:

@@ -314,4 +314,33 @@ def test_examples_render_without_check(
     assert str(repo).encode() not in out.read_bytes()
     batch = art["keys"]["openai-batch"]["secretRef"]
     assert batch["kind"] == "file"
-    assert batch["file"] == "config/secrets/shared.sops.yaml"
+    # Relative to the top of the git work tree that holds the config.
+    assert batch["file"] == "examples/config/secrets/shared.sops.yaml"
+
+
+def test_same_artifact_from_inside_and_from_the_parent(
+    world: World, tmp_path: Path
+) -> None:
+    inside, parent = tmp_path / "r1.json", tmp_path / "r4.json"
+    repo = world.root.parent
+    args = ("--no-check",)
+    near = world.args("config", "-o", str(inside), *args)
+    assert invoke(near, cwd=repo).exit_code == 0
+    outer = world.args("repo/config", "-o", str(parent), *args)
+    assert invoke(outer, cwd=repo.parent).exit_code == 0
+    assert inside.read_bytes() == parent.read_bytes()
+    files = json.loads(inside.read_bytes())["source"]["files"]
+    assert all(f["path"].startswith("config/") for f in files), files
+
+
+def test_paths_relative_to_the_git_work_tree(world: World, tmp_path: Path) -> None:
+    repo = world.root.parent
+    (repo / ".git").mkdir()
+    inside, parent = tmp_path / "g1.json", tmp_path / "g2.json"
+    near = world.args("config/keys", "config/features", "-o", str(inside))
+    assert invoke([*near, "--no-check"], cwd=repo).exit_code == 0
+    outer = world.args("repo/config/keys", "repo/config/features", "-o", str(parent))
+    assert invoke([*outer, "--no-check"], cwd=repo.parent).exit_code == 0
+    assert inside.read_bytes() == parent.read_bytes()
+    files = json.loads(inside.read_bytes())["source"]["files"]
+    assert sorted(f["path"] for f in files)[0] == "config/features/mapping.yaml"
