@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 
 from byok_reconcile.cli import cli
+from byok_reconcile.store.schema import SCHEMA_VERSION
 from tests import canary
 
 KEYS = """\
@@ -357,7 +358,7 @@ def test_plan_reads_an_old_schema_without_migrating(
         version = conn.execute(text("SELECT value FROM byok_meta "
                                     "WHERE name = 'schema_version'")).scalar()
     engine.dispose()
-    assert version == "2"
+    assert version == str(SCHEMA_VERSION)
 
 
 @pytest.mark.parametrize(

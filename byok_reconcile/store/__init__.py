@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager
 from typing import Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from byok_reconcile.errors import StoreError, UsageError
 from byok_reconcile.store.rows import StoreState, WriteSet
@@ -62,20 +62,73 @@ class Store(Protocol):
         """Release connections."""
 
 
+# A query parameter whose name contains one of these may hold a credential.
+SENSITIVE_PARAMS = ("pass", "secret", "token", "key")
+REDACTED = "***"
+# The drivers byok ships with; "postgresql" alone means psycopg 3.
+DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg")}
+
+
 def redact_url(url: str) -> str:
-    """``url`` without its password, safe for messages and plans."""
-    try:
-        parts = urlsplit(url)
-        password, port = parts.password, parts.port
-    except ValueError:
-        return "(a malformed URL)"
-    if password is None:
-        return url
-    host = parts.hostname or ""
-    if port:
-        host = f"{host}:{port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else host
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` without its password or any credential in its query string.
+
+    Works on URLs that ``urlsplit`` would reject (a bad port), so an error
+    about such a URL can still be shown.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _redact_query(url)
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#"))
+               if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{hostport}"
+    return f"{scheme}://{netloc}{_redact_query(tail)}"
+
+
+def _redact_query(text: str) -> str:
+    head, q, query = text.partition("?")
+    if not q:
+        return text
+    query, hash_, fragment = query.partition("#")
+    items = []
+    for item in query.split("&"):
+        name, eq, _value = item.partition("=")
+        if eq and _sensitive(name):
+            item = f"{name}={REDACTED}"
+        items.append(item)
+    return f"{head}?{'&'.join(items)}{hash_}{fragment}"
+
+
+def _sensitive(name: str) -> bool:
+    name = unquote(name).lower()
+    return any(word in name for word in SENSITIVE_PARAMS)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every credential in ``url`` (password, sensitive query values), both
+    as written and percent-decoded, longest first, for scrubbing messages."""
+    found: set[str] = set()
+    _, sep, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0] if sep else ""
+    userinfo, at, _ = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        found.add(userinfo.split(":", 1)[1])
+    query = url.partition("?")[2].partition("#")[0]
+    for item in query.split("&") if query else ():
+        name, eq, value = item.partition("=")
+        if eq and _sensitive(name):
+            found.add(value)
+    found |= {unquote(v) for v in found}
+    return sorted((v for v in found if v), key=len, reverse=True)
+
+
+def scrub(text: str, url: str | None) -> str:
+    """``text`` with every credential of ``url`` replaced by ``***``."""
+    for value in url_secrets(url) if url else ():
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def check_target(url: str) -> str:
@@ -88,29 +141,54 @@ def check_target(url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise _usage(f"the target {shown!r} is not a valid URL") from None
-    scheme = parts.scheme.split("+")[0].lower()
+    except ValueError as exc:
+        why = "a bad port" if "port" in str(exc).lower() else "a malformed host"
+        raise _usage(f"the target {shown!r} is not a valid URL: it has {why}"
+                     ) from None
+    scheme, _, driver = parts.scheme.lower().partition("+")
     if "://" not in url or scheme not in SCHEMES:
         what = "has no scheme" if "://" not in url else f"has scheme {scheme!r}"
         raise _usage(f"the target {shown!r} {what}; byok cannot use it")
-    if scheme in ("sqlite", "file"):
-        _check_local(url, scheme, parts.netloc, parts.path)
-    return "postgresql" if scheme == "postgres" else scheme
-
-
-def _check_local(url: str, scheme: str, netloc: str, path: str) -> None:
-    if netloc:
+    scheme = "postgresql" if scheme == "postgres" else scheme
+    if driver not in DRIVERS.get(scheme, ("",)):
         raise _usage(
-            f"the target {url!r} names a host ({netloc!r}): {scheme} URLs have "
-            f"three slashes, {scheme}:///{netloc}{path} for a path relative to "
-            f"this folder" + (", four for an absolute path" if scheme == "sqlite"
-                              else "")
+            f"the target {shown!r} asks for the driver {driver!r}, which byok "
+            f"does not use; " + ("write postgresql:// (byok uses psycopg 3)"
+                                 if scheme == "postgresql" else
+                                 f"write {scheme}:// without a driver")
         )
-    if not path.strip("/"):
-        raise _usage(f"the target {url!r} has no path")
-    if scheme == "file" and not path.startswith("/"):
-        raise _usage(f"the target {url!r} must be an absolute path")
+    if scheme == "sqlite":
+        _check_sqlite(shown, parts.hostname or "", parts.path, url)
+    elif scheme == "file":
+        _check_file(shown, parts.netloc, parts.path, parts.query)
+    return scheme
+
+
+def _check_sqlite(shown: str, host: str, path: str, url: str) -> None:
+    if host or "@" in url.partition("://")[2].split("/", 1)[0]:
+        raise _usage(
+            f"the target {shown!r} names a host: sqlite URLs have three "
+            f"slashes, sqlite:///{host}{path} for a path relative to this "
+            f"folder, four for an absolute path"
+        )
+    if sqlite_path(url) is None or "mode=memory" in url.lower():
+        raise _usage(
+            f"the target {shown!r} names no database file (an in-memory "
+            f"database would vanish when byok exits)"
+        )
+
+
+def _check_file(shown: str, netloc: str, path: str, query: str) -> None:
+    if netloc and netloc.lower() != "localhost":
+        raise _usage(
+            f"the target {shown!r} names a host: file URLs take an absolute "
+            f"path after three slashes, as in file:///srv/byok-store"
+        )
+    if not path.strip("/") or query:
+        raise _usage(
+            f"the target {shown!r} must be file:/// and an absolute folder "
+            f"path, with nothing after it"
+        )
 
 
 def _usage(message: str) -> UsageError:
@@ -128,8 +206,13 @@ def canonical_target(url: str) -> str:
         path = sqlite_path(url)
         return f"sqlite:///{os.path.abspath(path)}" if path else url
     if scheme == "file":
-        return f"file://{os.path.abspath(unquote(urlsplit(url).path))}"
+        return f"file://{file_path(url)}"
     return redact_url(url)
+
+
+def file_path(url: str) -> str:
+    """The absolute folder a checked ``file://`` URL names."""
+    return os.path.abspath(unquote(urlsplit(url).path))
 
 
 def sqlite_path(url: str) -> str | None:

@@ -16,27 +16,36 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from byok_reconcile.errors import StoreError
-from byok_reconcile.store import missing, schema
+from byok_reconcile.store import file_path, missing, redact_url, schema
 from byok_reconcile.store.crypto import Sealed
 from byok_reconcile.store.rows import (
     ApplyRecord,
     FeatureRow,
     KeyRow,
+    RowError,
     StoreState,
     WriteSet,
     canonical,
+    checked_feature,
+    checked_key,
+    skip_row,
 )
 
 STATE = "state.json"
 LOCK = ".lock"
+# A read that keeps losing the race with commits gives up after this many.
+READ_TRIES = 5
+
+
+class _Vanished(Exception):
+    """The secrets file named by state.json was removed by a commit."""
 
 
 class FileStore:
@@ -49,11 +58,12 @@ class FileStore:
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> FileStore:
         """Open the folder; without ``create`` a missing store is an error."""
-        root = Path(unquote(urlsplit(url).path))
-        store = cls(root, url)
+        display = redact_url(url)
+        root = Path(file_path(url))
+        store = cls(root, display)
         if not create:
             if not (root / STATE).is_file():
-                raise missing(url)
+                raise missing(display)
             return store
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -61,13 +71,26 @@ class FileStore:
                 with store.transaction():
                     pass
         except OSError as exc:
-            raise _unavailable(url, exc) from None
+            raise _unavailable(display, exc) from None
         return store
 
     def close(self) -> None:
         pass
 
     def read(self) -> StoreState:
+        """The store, read without the lock.
+
+        A writer puts the new secrets file in place before it renames
+        ``state.json`` and removes the old one only after, so a reader that
+        finds its secrets file gone raced a commit: it reads again.
+        """
+        for _ in range(READ_TRIES - 1):
+            try:
+                return self._load(raced=True)[0]
+            except _Vanished:
+                continue
+            except OSError as exc:
+                raise _unavailable(self.display, exc) from None
         try:
             return self._load()[0]
         except OSError as exc:
@@ -85,9 +108,9 @@ class FileStore:
             txn = FileTransaction(state, doc)
             yield txn
             if txn.changed:
-                self._commit(txn.state(), doc.get("history", []), txn)
+                self._commit(txn.state(), doc, txn)
 
-    def _load(self) -> tuple[StoreState, dict[str, Any]]:
+    def _load(self, *, raced: bool = False) -> tuple[StoreState, dict[str, Any]]:
         path = self.root / STATE
         if not path.exists():
             empty = StoreState(uuid.uuid4().hex, schema.SCHEMA_VERSION, {}, {})
@@ -95,19 +118,24 @@ class FileStore:
         doc = self._json(STATE)
         secrets_name = doc.get("secretsFile")
         secrets: Any = {}
-        if secrets_name:
-            secrets = self._json(str(secrets_name)).get("secrets")
+        if secrets_name is not None:
+            if not isinstance(secrets_name, str):
+                raise self._damaged(STATE, "secretsFile is not a file name")
+            secrets = self._json(secrets_name, raced=raced).get("secrets")
         try:
             return _state_from(doc, secrets), doc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._damaged(STATE, f"an entry is malformed ({exc!r})") from None
+            why = f"an entry is malformed ({type(exc).__name__}: {exc})"
+            raise self._damaged(STATE, why) from None
 
-    def _json(self, name: str) -> dict[str, Any]:
+    def _json(self, name: str, *, raced: bool = False) -> dict[str, Any]:
         """One JSON file of the store; a damaged or missing one is exit 3."""
         path = self.root / Path(name).name  # never follow a path out of root
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
+            if raced:
+                raise _Vanished from None
             raise self._damaged(name, "the file is missing") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise self._damaged(name, f"it is not valid JSON ({exc})") from None
@@ -123,9 +151,9 @@ class FileStore:
         )
 
     def _commit(
-        self, state: StoreState, history: list[dict[str, Any]], txn: FileTransaction
+        self, state: StoreState, old_doc: dict[str, Any], txn: FileTransaction
     ) -> None:
-        history = history + [asdict(h) for h in txn.history]
+        history = old_doc.get("history", []) + [asdict(h) for h in txn.history]
         for number, item in enumerate(history, start=1):
             item["id"] = number
         secrets = {n: _sealed_json(k.sealed) for n, k in state.keys.items() if k.sealed}
@@ -133,6 +161,9 @@ class FileStore:
         name = f"secrets-{hashlib.sha256(body).hexdigest()[:16]}.json"
         _atomic_write(self.root / name, body)
         doc = _state_doc(state, history, name)
+        # Unmanaged entries byok could not read are kept as they were.
+        for kind in ("key", "feature"):
+            doc[f"{kind}s"] += _raw_skipped(old_doc, kind, state.skipped)
         old = self._current_secrets_name()
         _atomic_write(self.root / STATE, json.dumps(doc, indent=2).encode())
         if old and old != name:
@@ -142,8 +173,8 @@ class FileStore:
         path = self.root / STATE
         if not path.exists():
             return None
-        name: str | None = json.loads(path.read_text())["secretsFile"]
-        return name
+        name = self._json(STATE).get("secretsFile")
+        return name if isinstance(name, str) else None
 
 
 class FileTransaction:
@@ -197,6 +228,14 @@ def _unavailable(display: str, exc: OSError) -> StoreError:
     )
 
 
+def _raw_skipped(
+    doc: dict[str, Any], kind: str, skipped: tuple[str, ...]
+) -> list[Any]:
+    names = {ref.partition("/")[2] for ref in skipped if ref.startswith(kind + "/")}
+    items = doc.get(f"{kind}s", []) if names else []
+    return [i for i in items if isinstance(i, dict) and str(i.get("name")) in names]
+
+
 def _sealed_json(s: Sealed) -> dict[str, str]:
     b64 = base64.b64encode
     return {
@@ -229,17 +268,51 @@ def _state_doc(
 
 
 def _state_from(doc: dict[str, Any], secrets: dict[str, Any]) -> StoreState:
-    keys = {}
-    for item in doc["keys"]:
-        raw = secrets.get(item["name"])
-        sealed = None
-        if raw:
-            d = base64.b64decode
-            sealed = Sealed(d(raw["ciphertext"]), d(raw["nonce"]), raw["keyId"])
-        item = {**item, "models": tuple(item["models"]), "sealed": sealed}
-        keys[item["name"]] = KeyRow(**item)
-    feats = {f["name"]: FeatureRow(**f) for f in doc["features"]}
+    if not isinstance(doc["storeId"], str) or not doc["storeId"]:
+        raise ValueError("storeId is not a store id")
+    skipped: list[str] = []
+    keys = _entries(doc["keys"], "key", lambda i: _key_entry(i, secrets), skipped)
+    feats = _entries(doc["features"], "feature", _feature_entry, skipped)
     latest: dict[str, ApplyRecord] = {}
     for h in doc.get("history", []):
         latest[h["source"]] = ApplyRecord(**h)
-    return StoreState(doc["storeId"], doc["schemaVersion"], keys, feats, latest)
+    version = doc["schemaVersion"]
+    if not isinstance(version, int):
+        raise ValueError("schemaVersion is not a number")
+    return StoreState(
+        doc["storeId"], version, keys, feats, latest, skipped=tuple(skipped)
+    )
+
+
+def _entries(
+    items: list[Any], kind: str, build: Callable[[Any], Any], skipped: list[str]
+) -> dict[str, Any]:
+    if not isinstance(items, list):
+        raise ValueError(f"{kind}s is not a list")
+    out: dict[str, Any] = {}
+    for item in items:
+        try:
+            row = build(item)
+        except (RowError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            name = item.get("name") if isinstance(item, dict) else None
+            source = item.get("source") if isinstance(item, dict) else None
+            skip_row(kind, name, source, f"{type(exc).__name__}: {exc}", skipped)
+            continue
+        out[row.name] = row
+    return out
+
+
+def _key_entry(item: dict[str, Any], secrets: dict[str, Any]) -> KeyRow:
+    raw = secrets.get(item["name"])
+    sealed = None
+    if raw:
+        d = base64.b64decode
+        sealed = Sealed(d(raw["ciphertext"]), d(raw["nonce"]), raw["keyId"])
+    models = item["models"]
+    if not isinstance(models, list):
+        raise RowError("models is not a list")
+    return checked_key(KeyRow(**{**item, "models": tuple(models), "sealed": sealed}))
+
+
+def _feature_entry(item: dict[str, Any]) -> FeatureRow:
+    return checked_feature(FeatureRow(**item))

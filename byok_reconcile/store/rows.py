@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from byok_reconcile.errors import StoreError
 from byok_reconcile.store.crypto import Sealed
+
+log = logging.getLogger("byok")
 
 
 def canonical(value: Any) -> str:
@@ -120,6 +124,93 @@ class FeatureRow:
         return self.content_hash != self.compute_hash()
 
 
+# -- checking rows read back from a store -----------------------------------
+
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "source": (str, type(None)),
+    "provider": (str,),
+    "settings": (dict,),
+    "models": (tuple,),
+    "deployments": (dict,),
+    "description": (str, type(None)),
+    "labels": (dict,),
+    "fingerprint": (str, type(None)),
+    "last4": (str, type(None)),
+    "verdict": (str, type(None)),
+    "created_at": (str,),
+    "updated_at": (str,),
+    "revision": (int,),
+    "content_hash": (str, type(None)),
+    "secret_digest": (str, type(None)),
+}
+_FEATURE_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "source": (str, type(None)),
+    "key": (str,),
+    "model": (str, type(None)),
+    "deployment": (str, type(None)),
+    "settings": (dict,),
+    "created_at": (str,),
+    "updated_at": (str,),
+    "revision": (int,),
+    "content_hash": (str, type(None)),
+}
+
+
+class RowError(ValueError):
+    """A stored row that byok cannot read (hand-made, or damaged)."""
+
+
+def checked_key(row: KeyRow) -> KeyRow:
+    """``row`` if every field has the type byok writes, else :class:`RowError`."""
+    _check_types(row, _KEY_TYPES)
+    if not all(isinstance(m, str) for m in row.models):
+        raise RowError("models is not a list of names")
+    return row
+
+
+def checked_feature(row: FeatureRow) -> FeatureRow:
+    """``row`` if every field has the type byok writes, else :class:`RowError`."""
+    _check_types(row, _FEATURE_TYPES)
+    return row
+
+
+def _check_types(row: Any, types: dict[str, tuple[type, ...]]) -> None:
+    for name, allowed in types.items():
+        value = getattr(row, name)
+        # bool is an int in Python, but never a revision.
+        if not isinstance(value, allowed) or isinstance(value, bool):
+            raise RowError(f"{name} has the wrong type ({type(value).__name__})")
+
+
+def json_column(text: Any, name: str, kind: type) -> Any:
+    """One JSON column: parsed, and of ``kind``; else :class:`RowError`."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise RowError(f"{name} is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise RowError(f"{name} is not a JSON {'object' if kind is dict else 'list'}")
+    return value
+
+
+def skip_row(
+    kind: str, name: object, source: object, why: str, skipped: list[str]
+) -> None:
+    """Warn about an unreadable unmanaged row and note it in ``skipped``;
+    a managed one is a :class:`StoreError`, since apply would recreate it."""
+    owner = f"source {source!r}" if source else "no source (made outside byok)"
+    text = f"{kind} {name!r} ({owner}) cannot be read: {why}"
+    if source:
+        raise StoreError(
+            f"the store holds a damaged row: {text}",
+            hint="restore the row, or delete it and apply again",
+        )
+    log.warning("%s; it is left out", text)
+    skipped.append(f"{kind}/{name}")
+
+
 @dataclass(frozen=True)
 class ApplyRecord:
     """One apply in the store's history."""
@@ -145,6 +236,9 @@ class StoreState:
     keys: dict[str, KeyRow]
     features: dict[str, FeatureRow]
     last_applies: dict[str, ApplyRecord] = field(default_factory=dict)
+    # ``kind/name`` of unmanaged rows that could not be read and were left
+    # out: their names are still taken.
+    skipped: tuple[str, ...] = ()
 
     def row_digest(self, kind: str, name: str) -> str | None:
         """The recomputed hash of one row, or None when there is none."""

@@ -37,7 +37,7 @@ keys = Table(
     "byok_keys",
     metadata,
     Column("name", String(63), primary_key=True),
-    Column("source", String(200), nullable=True, index=True),
+    Column("source", Text, nullable=True, index=True),
     Column("provider", String(32), nullable=False),
     Column("settings", Text, nullable=False),
     Column("models", Text, nullable=False),
@@ -63,10 +63,10 @@ features = Table(
     "byok_features",
     metadata,
     Column("name", String(63), primary_key=True),
-    Column("source", String(200), nullable=True, index=True),
+    Column("source", Text, nullable=True, index=True),
     Column("key_name", String(63), nullable=False),
-    Column("model", String(200), nullable=True),
-    Column("deployment", String(200), nullable=True),
+    Column("model", Text, nullable=True),
+    Column("deployment", Text, nullable=True),
     Column("settings", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
@@ -79,14 +79,14 @@ applies = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("applied_at", String(40), nullable=False),
-    Column("source", String(200), nullable=False, index=True),
-    Column("git_revision", String(64), nullable=True),
+    Column("source", Text, nullable=False, index=True),
+    Column("git_revision", Text, nullable=True),
     Column("created", Integer, nullable=False),
     Column("updated", Integer, nullable=False),
     Column("deleted", Integer, nullable=False),
     Column("plan_digest", String(80), nullable=False),
     Column("config_digest", String(80), nullable=False),
-    Column("actor", String(200), nullable=False),
+    Column("actor", Text, nullable=False),
 )
 
 
@@ -104,8 +104,27 @@ def _v2(conn: Connection) -> None:
         )
 
 
+# v3: free-text columns had lengths that only PostgreSQL enforced, so a long
+# source or model name failed there alone; they are TEXT now everywhere.
+WIDENED = {
+    "byok_keys": ("source",),
+    "byok_features": ("source", "model", "deployment"),
+    "byok_applies": ("source", "git_revision", "actor"),
+}
+
+
+def _v3(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":
+        return  # SQLite never enforced the lengths
+    for table, columns in WIDENED.items():
+        for column in columns:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT"
+            )
+
+
 V2_KEY_COLUMNS = frozenset({"secret_digest"})
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,10 +8,9 @@ way the state an apply plans against is the state it writes over.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,15 +18,27 @@ from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.engine import Connection, Engine, Row
 
 from byok_reconcile.errors import StoreError, UsageError
-from byok_reconcile.store import ACCEPTED, missing, redact_url, schema, sqlite_path
+from byok_reconcile.store import (
+    ACCEPTED,
+    missing,
+    redact_url,
+    schema,
+    scrub,
+    sqlite_path,
+)
 from byok_reconcile.store.crypto import Sealed
 from byok_reconcile.store.rows import (
     ApplyRecord,
     FeatureRow,
     KeyRow,
+    RowError,
     StoreState,
     WriteSet,
     canonical,
+    checked_feature,
+    checked_key,
+    json_column,
+    skip_row,
 )
 
 log = logging.getLogger("byok")
@@ -40,9 +51,11 @@ SQLITE_BUSY_SECONDS = 60.0
 class SqlStore:
     """A store in a SQL database. Open it with :meth:`open`."""
 
-    def __init__(self, engine: Engine, display: str) -> None:
+    def __init__(self, engine: Engine, display: str, url: str = "") -> None:
         self.engine = engine
         self.display = display
+        # Kept only to scrub its credentials out of driver messages.
+        self._url = url
         self.is_sqlite = engine.dialect.name == "sqlite"
 
     @classmethod
@@ -53,8 +66,8 @@ class SqlStore:
         if not create and path is not None and not os.path.isfile(path):
             # Connecting would create the file: look before touching it.
             raise missing(display)
-        with translate(display, url):
-            store = cls(_engine_for(url, display), display)
+        with translate(display, url, connecting=True):
+            store = cls(_engine_for(url, display), display, url)
             try:
                 store._ensure_schema(create)
             except BaseException:
@@ -66,12 +79,14 @@ class SqlStore:
         self.engine.dispose()
 
     def read(self) -> StoreState:
-        with translate(self.display), self._connect(lock=False) as conn:
+        guard = translate(self.display, self._url)
+        with guard, self._connect(lock=False) as conn:
             return load_state(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
-        with translate(self.display), self._connect(lock=True) as conn:
+        guard = translate(self.display, self._url)
+        with guard, self._connect(lock=True) as conn:
             yield SqlTransaction(conn)
 
     @contextmanager
@@ -159,7 +174,7 @@ def _engine_for(url: str, display: str) -> Engine:
         return _make_engine(url)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         # SQLAlchemy's message may quote the whole URL, password included.
-        detail = _scrub(_first_line(exc), url)
+        detail = scrub(_first_line(exc), url)
         raise UsageError(
             f"the target {display} is not a URL byok can open ({detail})",
             hint=f"use {ACCEPTED}",
@@ -210,17 +225,27 @@ def _sqlite_locking(engine: Engine) -> None:
 
 
 @contextmanager
-def translate(display: str, url: str | None = None) -> Iterator[None]:
-    """Turn driver errors into :class:`StoreError`, with no password in them."""
-    from sqlalchemy.exc import DBAPIError
+def translate(
+    display: str, url: str | None = None, *, connecting: bool = False
+) -> Iterator[None]:
+    """Turn driver errors into :class:`StoreError`, with no password in them.
+
+    Only a connection failure gets the "check the URL" hint: a data error
+    (a value too long, a broken constraint) says what the store refused.
+    """
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     try:
         yield
     except DBAPIError as exc:
         detail = _first_line(exc.orig) if exc.orig else type(exc).__name__
+        detail = scrub(detail, url)
+        if connecting or isinstance(exc, (OperationalError, InterfaceError)):
+            hint = "check the target URL, that the server is up, and its credentials"
+        else:
+            hint = "the store refused the data; nothing was changed"
         raise StoreError(
-            f"cannot use the store {display}: {_scrub(detail, url)}",
-            hint="check the target URL, that the server is up, and its credentials",
+            f"cannot use the store {display}: {detail}", hint=hint
         ) from None
 
 
@@ -229,31 +254,42 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _scrub(text: str, url: str | None) -> str:
-    from urllib.parse import urlsplit
-
-    password = urlsplit(url).password if url else None
-    return text.replace(password, "***") if password else text
-
-
 # -- rows <-> records ---------------------------------------------------------
 
 
 def load_state(conn: Connection) -> StoreState:
-    """Read the whole store: one SELECT per table."""
+    """Read the whole store: one SELECT per table.
+
+    An unmanaged row byok cannot read is left out with a warning; a managed
+    one is a :class:`StoreError`, since apply would otherwise recreate it.
+    """
     meta = schema.read_meta(conn)
     version = int(meta.get("schema_version", "0"))
-    columns = schema.key_columns(version)
-    rows: Any = conn.execute(select(*columns))
-    keys = {r.name: key_row(r) for r in rows}
-    feats = {r.name: feature_row(r) for r in conn.execute(select(schema.features))}
+    skipped: list[str] = []
+    rows: Any = conn.execute(select(*schema.key_columns(version)))
+    keys = _read_rows(rows, "key", key_row, skipped)
+    rows = conn.execute(select(schema.features))
+    feats = _read_rows(rows, "feature", feature_row, skipped)
     return StoreState(
         store_id=meta["store_id"],
         schema_version=version,
         keys=keys,
         features=feats,
         last_applies=_last_applies(conn),
+        skipped=tuple(skipped),
     )
+
+
+def _read_rows(
+    rows: Any, kind: str, build: Callable[[Any], Any], skipped: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in rows:
+        try:
+            out[r.name] = build(r)
+        except (RowError, TypeError, ValueError) as exc:
+            skip_row(kind, r.name, r.source, str(exc), skipped)
+    return out
 
 
 def _last_applies(conn: Connection) -> dict[str, ApplyRecord]:
@@ -264,18 +300,19 @@ def _last_applies(conn: Connection) -> dict[str, ApplyRecord]:
 
 
 def key_row(r: Row[Any]) -> KeyRow:
+    """A ``byok_keys`` row as a checked :class:`KeyRow`."""
     sealed = None
     if r.ciphertext is not None:
         sealed = Sealed(bytes(r.ciphertext), bytes(r.nonce or b""), r.store_key_id)
-    return KeyRow(
+    return checked_key(KeyRow(
         name=r.name,
         source=r.source,
         provider=r.provider,
-        settings=json.loads(r.settings),
-        models=tuple(json.loads(r.models)),
-        deployments=json.loads(r.deployments),
+        settings=json_column(r.settings, "settings", dict),
+        models=tuple(json_column(r.models, "models", list)),
+        deployments=json_column(r.deployments, "deployments", dict),
         description=r.description,
-        labels=json.loads(r.labels),
+        labels=json_column(r.labels, "labels", dict),
         fingerprint=r.fingerprint,
         last4=r.last4,
         sealed=sealed,
@@ -285,7 +322,7 @@ def key_row(r: Row[Any]) -> KeyRow:
         revision=r.revision,
         content_hash=r.content_hash,
         secret_digest=r._mapping.get("secret_digest"),
-    )
+    ))
 
 
 def key_values(k: KeyRow) -> dict[str, Any]:
@@ -314,18 +351,19 @@ def key_values(k: KeyRow) -> dict[str, Any]:
 
 
 def feature_row(r: Row[Any]) -> FeatureRow:
-    return FeatureRow(
+    """A ``byok_features`` row as a checked :class:`FeatureRow`."""
+    return checked_feature(FeatureRow(
         name=r.name,
         source=r.source,
         key=r.key_name,
         model=r.model,
         deployment=r.deployment,
-        settings=json.loads(r.settings),
+        settings=json_column(r.settings, "settings", dict),
         created_at=r.created_at,
         updated_at=r.updated_at,
         revision=r.revision,
         content_hash=r.content_hash,
-    )
+    ))
 
 
 def feature_values(f: FeatureRow) -> dict[str, Any]:
