@@ -56,6 +56,21 @@ def _mutations(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     named = copy.deepcopy(data)
     named.setdefault("metadata", {})["name"] = "Not_A-Name-"
     yield named
+    # ECMA-262 '$' is the very end; Python's also matches before a final \n.
+    for bad in ("abc\n", "abc\n\n", "\nabc", "ab\nc"):
+        newline = copy.deepcopy(data)
+        newline.setdefault("metadata", {})["name"] = bad
+        yield newline
+    features = spec.get("features") if isinstance(spec, dict) else None
+    if isinstance(features, dict):
+        broken = copy.deepcopy(data)
+        broken["spec"]["features"]["feature\n"] = {"key": "k\n", "model": "m"}
+        yield broken
+    hosts = spec.get("allowedHosts") if isinstance(spec, dict) else None
+    if isinstance(hosts, list):
+        broken = copy.deepcopy(data)
+        broken["spec"]["allowedHosts"] = ["api.example.com\n"]
+        yield broken
 
 
 DOCUMENTS = list(_documents())
@@ -77,3 +92,39 @@ def test_fast_and_full_validators_agree(where: str, kind: str, data: Any) -> Non
     for variant in _mutations(data):
         expected = not any(True for _ in full.iter_errors(variant))
         assert fast.is_valid(variant) is expected, (where, variant)
+
+
+def test_a_disagreement_is_never_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the wording validator find nothing where jsonschema-rs found an
+    error, the document is still reported, from jsonschema-rs's errors."""
+    doc = load_bytes(
+        b"apiVersion: byok/v1\nkind: Policy\nmetadata: {name: p}\n"
+        b"spec: {allowedHosts: [7]}\n",
+        "p.yaml",
+    ).documents[0]
+
+    class Silent:
+        def iter_errors(self, data: Any) -> Iterator[Any]:
+            return iter(())
+
+    monkeypatch.setattr(schema, "validator", lambda kind: Silent())
+    (problem,) = schema.check("Policy", doc, "p.yaml")
+    assert problem.path == "$.spec.allowedHosts[0]"
+    assert (problem.line, problem.col) == (4, 23)
+    assert "does not match the schema (type)" in problem.message
+
+
+def test_size_limits_come_from_the_fast_validator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hosts = ", ".join(f"h{i}.example.com" for i in range(501))
+    text = "apiVersion: byok/v1\nkind: Policy\nmetadata: {name: p}\n"
+    text += f"spec: {{allowedHosts: [{hosts}, 7, [1]]}}\n"
+    doc = load_bytes(text.encode(), "p.yaml").documents[0]
+
+    def slow(kind: str) -> Any:
+        raise AssertionError("the pure-Python validator was asked")
+
+    monkeypatch.setattr(schema, "validator", slow)
+    (problem,) = schema.check("Policy", doc, "p.yaml")
+    assert problem.message == "spec.allowedHosts lists more than 500 entries"

@@ -392,3 +392,225 @@ def test_a_fully_encrypted_key_file_says_so(config: Path, age_identity: Any) -> 
     mine = [p for p in problems if p.file.endswith("openai.yaml")]
     assert [p.code for p in mine] == ["api-version"]
     assert "whole document is encrypted" in mine[0].message
+
+
+# -- findings of the attack on validate -------------------------------------------
+
+
+def _byok(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``byok`` in a child process: a hang, a crash or a traceback shows."""
+    done = subprocess.run(
+        [sys.executable, "-m", "byok_reconcile", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    canary.assert_no_leak(done.stdout + done.stderr, "subprocess output")
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def _file_key(target: str) -> str:
+    return _key(api_key=f"{{fromFile: '{target}', key: a}}")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("deep.sops.yaml", "[" * 30_000), ("deep.sops.json", "[" * 1_000)],
+)
+def test_a_deeply_nested_from_file_target_is_not_a_crash(
+    config: Path, name: str, content: str
+) -> None:
+    _write(config / "keys" / name, content)
+    _write(config / "keys" / "openai.yaml", _file_key(name))
+    done = _byok("validate", "conf")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "is not sops-encrypted" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [("x" * 300, "cannot be read: File name too long"), ("/x", "does not exist")],
+)
+def test_from_file_os_errors_are_reported_without_the_path(
+    config: Path, suffix: str, message: str
+) -> None:
+    bait = canary.make_bait()
+    _write(config / "keys" / "openai.yaml", _file_key(bait + suffix))
+    done = _byok("validate", "conf")
+    assert done.returncode == 1
+    assert f"the fromFile target {message}" in done.stdout, done.stdout
+
+
+def test_an_unreadable_from_file_target_says_so(config: Path) -> None:
+    _write(config / "keys" / "plain.txt", "a: 1\n")
+    _write(config / "keys" / "openai.yaml", _file_key("plain.txt/inside"))
+    done = _byok("validate", "conf")
+    assert "the fromFile target cannot be read: Not a directory" in done.stdout
+
+
+def test_a_huge_from_file_target_is_not_read(config: Path) -> None:
+    with open(config / "keys" / "big.sops.yaml", "wb") as handle:
+        handle.truncate(1 << 30)  # sparse: 1 GiB that takes no disk
+    _write(config / "keys" / "openai.yaml", _file_key("big.sops.yaml"))
+    done = _byok("validate", "conf")
+    assert "fromFile 'big.sops.yaml' is larger than 16 MiB" in done.stdout
+
+
+@pytest.mark.parametrize("special", ["fifo", "zero"])
+def test_special_files_are_refused_not_read(config: Path, special: str) -> None:
+    path = config / "a.yaml"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    for args in (["conf"], ["conf/a.yaml"]):
+        done = _byok("validate", *args, timeout=30)
+        assert done.returncode == 1
+        assert "conf/a.yaml:1:1: error: the file is not a regular file" in done.stdout
+
+
+def test_a_file_over_the_size_cap_fails_fast(config: Path) -> None:
+    with open(config / "big.yaml", "wb") as handle:
+        handle.truncate(17 * 1024 * 1024)
+    result = validate_paths(["conf"])
+    (problem,) = result.errors
+    assert (problem.line, problem.col) == (1, 1)
+    assert "larger than 16 MiB" in problem.message
+
+
+def test_symlinked_folders_are_followed_once(config: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    _write(shared / "k.yaml", _key("shared-key"))
+    (config / "linked").symlink_to(shared)
+    (shared / "loop").symlink_to(shared)  # a loop must end
+    (config / "keys" / "back").symlink_to(config)
+    result = validate_paths(["conf"])
+    assert result.config is not None, result.problems
+    assert sorted(result.config.keys) == ["openai-prod", "shared-key"]
+
+
+def test_an_empty_folder_is_an_error(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    _write(tmp_path / "empty" / ".hidden.yaml", "a: 1\n")
+    result = run(["empty"])
+    assert result.exit_code == 1
+    assert [p.message for p in result.problems] == ["no *.yaml or *.yml files in empty"]
+
+
+def test_an_unreadable_folder_is_an_error(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.scandir
+    locked = config / "locked"
+    _write(locked / "k.yaml", _key("locked-key"))
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == Path("conf/locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    # Tests run as root, for whom chmod 000 locks nothing.
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = validate_paths(["conf"])
+    assert result.config is None
+    messages = [str(p) for p in result.errors]
+    assert messages == [
+        "conf/locked: error: the folder cannot be read: "
+        "Permission denied (check its permissions; its files "
+        "were not validated)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "env", ["BYOK_STORE_KEY", "SOPS_AGE_KEY", "PATH", "HOME", "AWS_SECRET_ACCESS_KEY"]
+)
+def test_from_env_naming_own_credentials_warns(config: Path, env: str) -> None:
+    _write(config / "keys" / "openai.yaml", _key(api_key=f"{{fromEnv: {env}}}"))
+    result = validate_paths(["conf"])
+    assert result.config is not None
+    (warning,) = result.problems
+    assert warning.severity == "warning" and warning.code == "secret-env"
+    assert "not a provider key" in warning.message
+
+
+def test_from_env_naming_a_provider_variable_is_quiet(config: Path) -> None:
+    for env in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"):
+        _write(config / "keys" / "openai.yaml", _key(api_key=f"{{fromEnv: {env}}}"))
+        assert validate_paths(["conf"]).problems == ()
+
+
+def test_plaintext_hint_is_conditional_on_git(config: Path) -> None:
+    _write(config / "keys" / "openai.yaml", _key(api_key=canary.make_bait()))
+    (problem,) = validate_paths(["conf"]).errors
+    assert "if this file was ever committed" in (problem.hint or "")
+
+
+CATALOG = """\
+apiVersion: byok/v1
+kind: FeatureCatalog
+metadata: {name: app}
+spec:
+  features:
+    test-generation: {description: d, required: true}
+"""
+
+
+def test_an_invalid_mapping_does_not_also_unmap_its_features(config: Path) -> None:
+    _write(config / "catalog.yaml", CATALOG)
+    _write(config / "features.yaml", MAPPING.replace("name: default", "name: Bad_"))
+    codes = [p.code for p in validate_paths(["conf"]).errors]
+    assert codes == ["schema"]
+
+
+def test_byok_allow_hosts_silences_the_host_warning(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compat = KEY.replace("provider: openai", "provider: openai_compatible").replace(
+        "models:",
+        "openai_compatible: {{baseUrl: 'https://llm.example.com/v1'}}\n  models:",
+    )
+    _write(
+        config / "keys" / "openai.yaml",
+        compat.format(name="openai-prod", api_key="{fromEnv: K}"),
+    )
+    (warning,) = validate_paths(["conf"]).problems
+    assert "BYOK_ALLOW_HOSTS" in warning.message and "--allow-host" in (
+        warning.hint or ""
+    )
+    monkeypatch.setenv("BYOK_ALLOW_HOSTS", "api.example.org, *.example.com")
+    assert validate_paths(["conf"]).problems == ()
+
+
+def test_did_you_mean_is_capped_but_kept(config: Path) -> None:
+    names = [f"feature-{i:04d}" for i in range(100)]
+    catalog = CATALOG.replace(
+        "    test-generation: {description: d, required: true}\n",
+        "".join(f"    {n}: {{description: d}}\n" for n in names),
+    )
+    _write(config / "catalog.yaml", catalog)
+    mapping = MAPPING + "".join(
+        f"    featur-{i:04d}: {{key: openai-prod, model: gpt-4o}}\n" for i in range(100)
+    )
+    _write(config / "features.yaml", mapping)
+    hints = [p.hint or "" for p in validate_paths(["conf"]).errors]
+    suggested = [h for h in hints if h.startswith("did you mean")]
+    assert len(hints) == 101
+    assert 1 <= len(suggested) <= 20
+
+
+@pytest.mark.parametrize("name", ["abc\\n", "abc\\n\\n", "\\nabc"])
+def test_a_newline_never_passes_a_name_pattern(config: Path, name: str) -> None:
+    _write(config / "keys" / "openai.yaml", _key(name=f'"{name}"'))
+    result = validate_paths(["conf"])
+    assert result.config is None
+    assert any("is not a valid name" in p.message for p in result.errors)
+
+
+def test_oversized_lists_are_refused_by_the_schema(config: Path) -> None:
+    models = ", ".join(f"m{i}" for i in range(600))
+    _write(config / "keys" / "openai.yaml", _key().replace("[gpt-4o]", f"[{models}]"))
+    (problem,) = validate_paths(["conf"]).errors
+    assert problem.message == "spec.models lists more than 500 entries"

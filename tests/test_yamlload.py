@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -287,3 +290,102 @@ def test_nesting_bound_is_never_below_the_real_depth(text: str) -> None:
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
     assert _nesting_bound(text) >= deepest
+
+
+# -- guards found by attacking validate ------------------------------------------
+
+
+def test_a_long_merge_chain_is_refused_not_a_recursion_error() -> None:
+    lines = ["a0: &a0 {x: 1}"]
+    lines += [f"a{i}: &a{i} {{<<: *a{i - 1}}}" for i in range(1, 500)]
+    lines.append("top: {<<: *a499}")
+    loaded = _load("\n".join(lines) + "\n")
+    assert "yaml-too-deep" in [p.code for p in loaded.problems]
+
+
+def test_a_short_merge_chain_still_merges() -> None:
+    lines = ["a0: &a0 {x: 1}"]
+    lines += [f"a{i}: &a{i} {{<<: *a{i - 1}}}" for i in range(1, 10)]
+    assert _one("\n".join(lines) + "\n")["a9"] == {"x": 1}  # type: ignore[index]
+
+
+@pytest.mark.parametrize("tag", ["!!int", "!!float", "!!bool", "!!null", "!custom"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "apiKey: {tag} {bait}",
+        "apiKey: {{fromEnv: {tag} {bait}}}",
+        "apiKey: {{fromFile: {tag} {bait}, key: a}}",
+        "apiKey: [{tag} {bait}]",
+    ],
+)
+def test_a_tagged_value_under_api_key_is_never_quoted(tag: str, shape: str) -> None:
+    from tests import canary
+
+    bait = canary.make_bait()
+    text = "spec:\n  " + shape.format(tag=tag, bait=bait) + "\n"
+    problems = _load(text).problems
+    assert problems
+    for problem in problems:
+        canary.assert_no_leak(f"{problem.message} {problem.hint}", "problem")
+
+
+def test_a_tagged_value_elsewhere_is_quoted() -> None:
+    problems = _load("models: !!int gpt-4o\n").problems
+    assert "'gpt-4o' is not a valid int" in problems[0].message
+
+
+def test_a_large_flat_document_is_not_called_an_alias_bomb() -> None:
+    text = "items:\n" + "".join(f"- {i}\n" for i in range(MAX_NODES + 1))
+    (problem,) = _load(text).problems
+    assert problem.code == "yaml-too-large"
+    assert "alias" not in problem.message
+    assert "byok documents are small" in problem.message
+
+
+@pytest.mark.parametrize("text", ["---\n", "---\n---\n", "--- # c\n...\n", "---"])
+def test_only_document_markers_is_an_empty_file(text: str) -> None:
+    assert _codes(text) == ["empty-file"]
+
+
+def test_parse_values_guards_deep_nesting() -> None:
+    from byok_reconcile.errors import ConfigError
+    from byok_reconcile.yamlload import parse_values
+
+    with pytest.raises(ConfigError, match="cannot be parsed"):
+        parse_values("[" * 30_000)
+    assert parse_values("a: 0123e45\n", strings=True) == [{"a": "0123e45"}]
+    assert parse_values("a: 1\n") == [{"a": 1}]
+
+
+def test_read_limited_reads_only_small_regular_files(tmp_path: Path) -> None:
+    from byok_reconcile.errors import ConfigError
+    from byok_reconcile.yamlload import read_limited
+
+    (tmp_path / "ok.yaml").write_bytes(b"a: 1\n")
+    assert read_limited(tmp_path / "ok.yaml") == b"a: 1\n"
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    with open(tmp_path / "big.yaml", "wb") as handle:
+        handle.truncate(17 * 1024 * 1024)  # sparse: nothing is written
+    cases = {
+        "fifo.yaml": "is not a regular file",
+        "zero.yaml": "is not a regular file",
+        "big.yaml": "is larger than 16 MiB",
+        "missing.yaml": "does not exist",
+        ".": "is a folder",
+        "ok.yaml/x": "cannot be read: Not a directory",
+    }
+    for name, message in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            read_limited(tmp_path / name)
+        assert caught.value.message.startswith(message), name
+
+
+def test_read_limited_checks_the_bytes_read_not_only_the_size(tmp_path: Path) -> None:
+    from byok_reconcile.errors import ConfigError
+    from byok_reconcile.yamlload import read_limited
+
+    (tmp_path / "a.yaml").write_bytes(b"12345")
+    with pytest.raises(ConfigError, match="larger than"):
+        read_limited(tmp_path / "a.yaml", limit=4)
