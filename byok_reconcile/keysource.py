@@ -92,7 +92,7 @@ def _resolve_one(
             return found
         if found is None:
             raise SecretNotFoundError("was not decrypted", file=os.fspath(path))
-        return _wrap(key, _extract(key, path, found), path)
+        return _wrap(key, extract_value(key, path, found), path)
     except ByokError as exc:
         return exc
 
@@ -141,8 +141,13 @@ def _describe(ref: SecretRef) -> str:
 # -- reading a decrypted file --------------------------------------------------
 
 
-def _extract(key: KeySpec, path: Path, data: bytes) -> object:
-    """The raw value ``key`` refers to inside the decrypted ``data``."""
+def extract_value(key: KeySpec, path: Path, data: bytes) -> object:
+    """The raw value ``key`` refers to inside ``data``, a file's bytes.
+
+    Works on a decrypted file and, since sops keeps the structure, on the
+    encrypted one alike (plan digests the ``ENC[...]`` value it finds).
+    Raises a :class:`~byok_reconcile.errors.ByokError` when there is none.
+    """
     ref = key.secret
     fmt = sopsmeta.format_for(path)
     text = data.decode("utf-8", "replace")

@@ -22,8 +22,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -93,15 +94,65 @@ class Plan:
         }
 
     def digest(self) -> str:
-        body = {
-            "source": self.source,
-            "prune": self.prune,
-            "changes": [asdict(c) for c in self.changes],
-        }
-        return "sha256:" + hashlib.sha256(canonical(body).encode()).hexdigest()
+        """A digest of everything that decides what applying this plan does."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
+        return digest_plan_body(
+            source=self.source,
+            prune=self.prune,
+            store_id=self.store_id or None,
+            config_digest=self.config_digest,
+            observed=self.observed,
+            changes=[change_dict(c) for c in self.changes],
+            would_prune=list(self.would_prune),
+        )
 
     def state_digest(self) -> str:
-        return "sha256:" + hashlib.sha256(canonical(self.observed).encode()).hexdigest()
+        return observed_digest(self.observed)
+
+
+def change_dict(c: Change) -> dict[str, Any]:
+    """``c`` as the JSON a saved plan holds (built by hand: asdict is slow)."""
+    return {
+        "kind": c.kind,
+        "name": c.name,
+        "action": c.action,
+        "fields": [
+            {"field": f.field, "before": f.before, "after": f.after}
+            for f in c.fields
+        ],
+        "secret": c.secret,
+    }
+
+
+def digest_plan_body(
+    *,
+    source: str,
+    prune: bool,
+    store_id: str | None,
+    config_digest: str,
+    observed: Mapping[str, str | None],
+    changes: list[dict[str, Any]],
+    would_prune: list[str],
+) -> str:
+    """The plan digest, from a plan's parts or a saved plan's fields alike."""
+    body = {
+        "source": source,
+        "prune": prune,
+        "storeId": store_id,
+        "configDigest": config_digest,
+        "observed": observed,
+        "changes": changes,
+        "wouldPrune": would_prune,
+    }
+    return "sha256:" + hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def observed_digest(observed: Mapping[str, str | None]) -> str:
+    """The digest of the rows a plan looked at."""
+    return "sha256:" + hashlib.sha256(canonical(observed).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -216,10 +267,10 @@ def _digest_of(spec: KeySpec, cache: dict[Path, bytes | None]) -> str | None:
 def _encrypted_value(spec: KeySpec, path: Path, data: bytes) -> object:
     # The lookup that finds the decrypted value in sops's output finds its
     # ciphertext in the encrypted file just the same.
-    from byok_reconcile.keysource import _extract
+    from byok_reconcile.keysource import extract_value
 
     try:
-        return _extract(spec, path, data)
+        return extract_value(spec, path, data)
     except ByokError:
         return None
 
@@ -246,6 +297,9 @@ def make_plan(desired: Desired, state: StoreState, *, prune: bool) -> Plan:
             ref = f"{kind}/{name}"
             row = stored.get(name)
             observed[ref] = row.compute_hash() if row is not None else None
+            if row is None and ref in state.skipped:
+                conflicts.append(_conflict(kind, name, None, desired))
+                continue
             if row is not None and row.source != src:
                 conflicts.append(_conflict(kind, name, row.source, desired))
                 continue
@@ -261,6 +315,7 @@ def make_plan(desired: Desired, state: StoreState, *, prune: bool) -> Plan:
                 changes.append(Change(kind, name, "delete"))  # type: ignore[arg-type]
             else:
                 orphans.append(f"{kind}/{name}")
+    conflicts += _still_used(changes, state)
     return Plan(
         source=src,
         prune=prune,
@@ -272,6 +327,27 @@ def make_plan(desired: Desired, state: StoreState, *, prune: bool) -> Plan:
         managed=managed,
         store_id=state.store_id,
     )
+
+
+def _still_used(changes: list[Change], state: StoreState) -> list[Problem]:
+    """A key the plan deletes that a feature it keeps still uses: deleting
+    it would leave that feature (another source's, or unmanaged) dangling."""
+    gone = {c.name for c in changes if c.kind == "key" and c.action == "delete"}
+    if not gone:
+        return []
+    dropped = {c.name for c in changes if c.kind == "feature" and c.action == "delete"}
+    found = []
+    for feat in sorted(state.features.values(), key=lambda f: f.name):
+        if feat.key in gone and feat.name not in dropped:
+            who = f"source {feat.source!r}" if feat.source else "no source"
+            found.append(Problem(
+                file="", line=0, col=0,
+                message=f"the prune would delete key {feat.key!r}, but feature "
+                f"{feat.name!r} ({who}) still uses it",
+                code="store-in-use",
+                hint="move that feature to another key first, or keep the key",
+            ))
+    return found
 
 
 def _field_value(row: Any, name: str) -> Any:
@@ -392,9 +468,11 @@ def apply(
         plan = make_plan(desired, state, prune=options.prune)
         _refuse_conflicts(plan)
         if options.saved is not None:
+            from byok_reconcile.savedplan import verify_saved
+
             verify_saved(options.saved, plan, state)
         _refuse_big_prune(plan, options.force)
-        _refuse_foreign_key(state, desired.source, store_key)
+        _refuse_foreign_key(state, store_key)
         if not plan.has_changes:
             return Outcome(plan, written=False)
         writes = build_writes(plan, desired, state, store_key, _now())
@@ -432,15 +510,20 @@ def _refuse_big_prune(plan: Plan, force: bool) -> None:
     )
 
 
-def _refuse_foreign_key(state: StoreState, source: str, key: StoreKey) -> None:
+def _refuse_foreign_key(state: StoreState, key: StoreKey) -> None:
+    """A store has one store key: refuse a different one, whatever source's
+    rows hold it, so the store never ends up with secrets under two keys."""
     from byok_reconcile.errors import StoreKeyError
 
     for row in state.keys.values():
-        if row.source == source and row.sealed and row.sealed.key_id != key.key_id:
+        if row.sealed and row.sealed.key_id != key.key_id:
+            owner = f"source {row.source!r}" if row.source else "no source"
             raise StoreKeyError(
-                f"key {row.name!r} in the store is encrypted under store key "
-                f"{row.sealed.key_id}, but the key given is {key.key_id}",
-                hint="give the store's key, or run `byok store rotate-key`",
+                f"the store's secrets are encrypted under store key "
+                f"{row.sealed.key_id} (key {row.name!r}, {owner}), but the key "
+                f"given is {key.key_id}; nothing was changed",
+                hint="give the store's key; to change it, run "
+                "`byok store rotate-key` first",
             )
 
 
@@ -482,13 +565,22 @@ def _key_write(
     row = replace(
         want,
         sealed=sealed,
-        verdict=want.verdict or (have.verdict if have else None),
+        verdict=_verdict(want, have),
         created_at=have.created_at if have else now,
         updated_at=now,
         revision=(have.revision + 1) if have else 1,
     )
     row = replace(row, content_hash=row.compute_hash())
     (writes.key_updates if have else writes.key_inserts).append(row)
+
+
+def _verdict(want: KeyRow, have: KeyRow | None) -> str | None:
+    """The check verdict to store: a verdict belongs to the secret it was
+    checked for, so an unchecked new secret, or a verdict edited by hand
+    (drift), is stored as unchecked (None)."""
+    if want.verdict is not None or have is None or have.drifted:
+        return want.verdict
+    return have.verdict if have.fingerprint == want.fingerprint else None
 
 
 def _feature_write(
@@ -539,85 +631,6 @@ def default_actor() -> str:
         return os.environ.get("GITHUB_ACTOR") or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-# -- saved plans -------------------------------------------------------------
-
-
-PLAN_KIND = "Plan"
-
-
-def plan_document(
-    plan: Plan, *, target: str, paths: list[str], config_digest: str
-) -> dict[str, Any]:
-    """The JSON a saved plan holds: no secrets, only fingerprints.
-
-    ``paths`` are the absolute config paths: ``byok apply plan.json``
-    re-reads them (secrets must come from somewhere) and refuses to go on
-    if their digest differs from ``configDigest``.
-    """
-    return {
-        "apiVersion": "byok/v1",
-        "kind": PLAN_KIND,
-        "source": plan.source,
-        "target": target,
-        # None: the store did not exist yet, and apply may create it.
-        "storeId": plan.store_id or None,
-        "prune": plan.prune,
-        "paths": paths,
-        "configDigest": config_digest,
-        "stateDigest": plan.state_digest(),
-        "observed": plan.observed,
-        "planDigest": plan.digest(),
-        "changes": [asdict(c) for c in plan.changes],
-        "wouldPrune": list(plan.would_prune),
-    }
-
-
-def verify_saved(saved: Mapping[str, Any], plan: Plan, state: StoreState) -> None:
-    """Refuse to apply a saved plan when the store or the config changed.
-
-    A plan made without secrets may list an update whose secret turns out
-    unchanged, so the fresh plan may do less than the saved one, never more.
-    """
-    store_id = saved.get("storeId")
-    if store_id and store_id != state.store_id:
-        raise StoreConflictError(
-            f"the plan was made for another store (id {store_id}); this one "
-            f"has id {state.store_id}",
-            hint="apply it to the store it was made for, or run plan again",
-        )
-    if saved.get("configDigest") != plan.config_digest:
-        raise StoreConflictError(
-            "the configuration changed since the plan was saved",
-            hint="run plan again and review it",
-        )
-    observed: Mapping[str, str | None] = saved.get("observed", {})
-    scope = sorted(set(observed) | set(plan.observed))
-    moved = [
-        ref
-        for ref in scope
-        if observed.get(ref) != _current_hash(state, ref)
-    ]
-    if moved:
-        names = ", ".join(moved[:5]) + (" ..." if len(moved) > 5 else "")
-        raise StoreConflictError(
-            f"the store changed since the plan was saved: {names}",
-            hint="run plan again and review it",
-        )
-    allowed = {(c["kind"], c["name"], c["action"]) for c in saved.get("changes", [])}
-    extra = [c for c in plan.changes if (c.kind, c.name, c.action) not in allowed]
-    if extra:
-        raise StoreConflictError(
-            f"applying now would {extra[0].action} {extra[0].kind} "
-            f"{extra[0].name!r}, which the saved plan does not contain",
-            hint="run plan again and review it",
-        )
-
-
-def _current_hash(state: StoreState, ref: str) -> str | None:
-    kind, _, name = ref.partition("/")
-    return state.row_digest(kind, name)
 
 
 # -- where the configuration comes from --------------------------------------

@@ -183,23 +183,25 @@ def _open_for(target: str, saved: Mapping[str, Any] | None) -> Any:
 
 
 def load_saved_plan(paths: Sequence[str]) -> dict[str, Any] | None:
-    """The saved plan when ``paths`` is one plan JSON file, else None."""
+    """The saved plan when ``paths`` is one plan JSON file, else None.
+
+    A plan file that is malformed is a usage error (exit 2); one edited
+    after it was saved is refused (exit 1).
+    """
+    from byok_reconcile.savedplan import check_plan
+
     if len(paths) != 1 or not paths[0].endswith(".json"):
         return None
     path = Path(paths[0])
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or f"it is not JSON ({exc})"
         raise UsageError(
-            f"{path} is not a saved plan: {exc}",
+            f"{path} is not a byok plan file: {why}",
             hint="pass config paths, or a file written by `byok plan -o`",
-        ) from exc
-    if not isinstance(doc, dict) or doc.get("kind") != "Plan":
-        raise UsageError(
-            f"{path} is not a saved plan (no kind: Plan)",
-            hint="pass config paths, or a file written by `byok plan -o`",
-        )
-    return doc
+        ) from None
+    return check_plan(doc, str(path))
 
 
 def _summary(outcome: Any, target: str) -> str:

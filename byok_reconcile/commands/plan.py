@@ -107,6 +107,7 @@ def run(
     """
     from byok_reconcile import reconcile
     from byok_reconcile.pipeline import load_and_check
+    from byok_reconcile.savedplan import plan_document
     from byok_reconcile.store import canonical_target, check_target
 
     # 1. validate and decrypt what can be decrypted; no provider checks.
@@ -127,7 +128,7 @@ def run(
 
     # 3. save and report.
     if out:
-        doc = reconcile.plan_document(
+        doc = plan_document(
             plan,
             target=canonical_target(target),
             paths=[str(Path(p).resolve()) for p in paths],

@@ -15,6 +15,9 @@ from byok_reconcile.commands.common import fail, finish, output_options
 from byok_reconcile.errors import ByokError
 from byok_reconcile.results import VERDICTS, KeyResult, Problem, Report
 
+# A stored key with no verdict: never checked, or its secret changed since.
+UNCHECKED = "unchecked"
+
 
 @click.command("status", help="Show what the target store holds now.")
 @click.option("--target", envvar="BYOK_TARGET", required=True, metavar="URL",
@@ -37,6 +40,9 @@ def command(
             click.echo("\n".join(text_listing(report.data)))
         # The listing already shows every key, with its recorded verdict.
         report.keys = []
+    elif fmt == "github":
+        # An unchecked key is not a failure worth an error annotation.
+        report.keys = [k for k in report.keys if k.verdict != UNCHECKED]
     finish(report, fmt, quiet=quiet, verbose=verbose)
 
 
@@ -54,7 +60,9 @@ def run(target: str, *, source: str | None = None) -> Report:
     finally:
         store.close()
     keys = [k for k in state.keys.values() if source is None or k.source == source]
-    feats = [f for f in state.features.values() if source is None or f.source == source]
+    feats = [
+        f for f in state.features.values() if source is None or f.source == source
+    ]
     drift = [f"key/{k.name}" for k in keys if k.source and k.drifted]
     drift += [f"feature/{f.name}" for f in feats if f.source and f.drifted]
     data: dict[str, object] = {
@@ -70,26 +78,67 @@ def run(target: str, *, source: str | None = None) -> Report:
         "drift": drift,
     }
     problems = [_drift_problem(store.display, ref) for ref in drift]
-    checked = [_key_result(k) for k in sorted(keys, key=lambda k: k.name)]
-    results = [r for r in checked if r is not None]
-    summary = f"{len(keys)} keys ({len(results)} checked when applied), "
+    dangling = _dangling(state, feats, store.display)
+    problems += dangling
+    problems += [_skipped_problem(store.display, ref) for ref in state.skipped]
+    results = [_key_result(k) for k in sorted(keys, key=lambda k: k.name)]
+    checked = sum(1 for r in results if r.verdict != UNCHECKED)
+    summary = f"{len(keys)} keys ({checked} checked when applied), "
     summary += f"{len(feats)} features"
-    summary += f", {len(drift)} drifted." if drift else ", no drift."
+    summary += f", {len(drift)} drifted" if drift else ", no drift"
+    summary += f", {len(dangling)} dangling." if dangling else "."
     return Report(
         "status", problems=problems, keys=results, data=data, summary=summary
     )
 
 
-def _key_result(k: Any) -> KeyResult | None:
-    """The verdict apply recorded for ``k``; None if it was never checked."""
+def _key_result(k: Any) -> KeyResult:
+    """The verdict apply recorded for ``k``, or ``unchecked``: every stored
+    key counts, whatever its verdict."""
     if k.verdict not in VERDICTS:
-        return None
+        return KeyResult(
+            key=k.name,
+            provider=k.provider,
+            verdict=UNCHECKED,
+            fingerprint=k.fingerprint,
+            detail="not checked for this secret (applied with --no-check)",
+        )
     return KeyResult(
         key=k.name,
         provider=k.provider,
         verdict=k.verdict,
         fingerprint=k.fingerprint,
         detail="recorded at the last apply",
+    )
+
+
+def _dangling(state: Any, feats: list[Any], target: str) -> list[Problem]:
+    """Features whose key is not in the store."""
+    return [
+        Problem(
+            file=target,
+            line=0,
+            col=0,
+            message=f"feature/{f.name} ({f.source or 'unmanaged'}) uses key "
+            f"{f.key!r}, which is not in the store",
+            code="store-dangling",
+            severity="warning",
+            hint="map the feature to a stored key, or apply the key again",
+        )
+        for f in sorted(feats, key=lambda f: f.name)
+        if f.key not in state.keys and f"key/{f.key}" not in state.skipped
+    ]
+
+
+def _skipped_problem(target: str, ref: str) -> Problem:
+    return Problem(
+        file=target,
+        line=0,
+        col=0,
+        message=f"{ref} (made outside byok) cannot be read and is left out",
+        code="store-unreadable",
+        severity="warning",
+        hint="fix or delete that row",
     )
 
 
