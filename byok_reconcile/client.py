@@ -207,7 +207,7 @@ def _openai(
     }
     args.update(overrides)
     args["default_headers"] = {**headers, **overrides.get("default_headers", {})}
-    return _forget_env(openai.OpenAI(**args), feat)
+    return _forget_env(openai.OpenAI(**args), feat, args["default_headers"])
 
 
 def _azure(feat: Feature, secret: Secret, overrides: dict[str, Any]) -> Any:
@@ -232,7 +232,7 @@ def _azure(feat: Feature, secret: Secret, overrides: dict[str, Any]) -> Any:
         args["azure_endpoint"] = feat.settings["endpoint"]
     args.update(overrides)
     args["default_headers"] = {**headers, **overrides.get("default_headers", {})}
-    return _forget_env(openai.AzureOpenAI(**args), feat)
+    return _forget_env(openai.AzureOpenAI(**args), feat, args["default_headers"])
 
 
 def resolving_client(resolve: Mapping[str, str]) -> Any:
@@ -263,9 +263,13 @@ def resolving_client(resolve: Mapping[str, str]) -> Any:
     return httpx2.Client(transport=_Resolving(trust_env=False), trust_env=False)
 
 
-def _forget_env(client: Any, feat: Feature) -> Any:
+def _forget_env(client: Any, feat: Feature, headers: Mapping[str, Any]) -> Any:
     # The SDK fills unset options from OPENAI_* variables; the store is the
     # only source of truth, so undo whatever the environment slipped in.
+    # OPENAI_CUSTOM_HEADERS is merged under explicit headers whatever we
+    # pass, so the headers are set back to exactly ours.
+    if isinstance(getattr(client, "_custom_headers", None), Mapping):
+        client._custom_headers = dict(headers)
     client.organization = feat.settings.get("organization")
     client.project = feat.settings.get("project")
     for attr in ("admin_api_key", "webhook_secret"):

@@ -200,3 +200,23 @@ def test_open_store_never_creates_one(tmp_path: Any, store_key: StoreKey) -> Non
     with pytest.raises(StoreMissingError, match="no store at"):
         open_store(f"sqlite:///{tmp_path / 'nothere.db'}", store_key)
     assert not (tmp_path / "nothere.db").exists()
+
+
+@pytest.mark.parametrize("feature", ["test-generation", "copilot"])
+def test_clients_ignore_custom_headers_from_the_environment(
+    loaded: str, store_key: StoreKey, monkeypatch: pytest.MonkeyPatch, feature: str
+) -> None:
+    monkeypatch.setenv(
+        "OPENAI_CUSTOM_HEADERS", "X-From-Env: leak\nAuthorization: Bearer sk-env"
+    )
+    client = open_store(loaded, store_key).openai_client(feature, max_retries=0)
+    headers = {k.lower(): v for k, v in client.default_headers.items()}
+    assert "x-from-env" not in headers
+    assert "sk-env" not in str(headers.get("authorization", ""))
+    if feature == "test-generation":
+        assert "gpt-4o" in [m.id for m in client.models.list()]
+    else:
+        reply = client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
+        assert reply.choices
