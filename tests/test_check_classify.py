@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
+import urllib.parse
+from collections.abc import Callable
 
 import pytest
 
@@ -11,6 +14,7 @@ from byok_reconcile.providers.classify import (
     Phase,
     classify_status,
     parse_error_body,
+    request_id,
     retry_after,
     scrub,
 )
@@ -24,7 +28,7 @@ from byok_reconcile.results import (
     UNREACHABLE,
     VALID,
 )
-from tests.canary import assert_no_leak, make_secret
+from tests.canary import assert_no_leak, make_azure_secret, make_secret
 
 
 def body(code: object = None, message: str = "", type_: str | None = None) -> str:
@@ -133,3 +137,127 @@ def test_provider_messages_are_scrubbed() -> None:
                           "key")
     assert_no_leak(out.detail)
     assert len(scrub("x " * 500)) <= 160
+
+
+# -- echoes of the caller's own key ---------------------------------------
+
+
+def pct(text: str) -> str:
+    """Every character percent-encoded: no 8 characters of ``text`` stay."""
+    return "".join(f"%{b:02X}" for b in text.encode())
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def pieces(secret: str) -> set[str]:
+    """Runs of 8 of the key and its encodings, to look for in the output."""
+    forms = [secret, b64(secret), b64("u:" + secret)[4:-4], secret.encode().hex()]
+    return {f[i : i + 8].lower() for f in forms for i in range(len(f) - 7)}
+
+
+def assert_no_piece(text: str, secret: str) -> None:
+    assert_no_leak(text)
+    decoded = urllib.parse.unquote(urllib.parse.unquote(text)).lower()
+    found = [p for p in pieces(secret) if p in text.lower() or p in decoded]
+    assert not found, f"pieces of the key in {text!r}"
+
+
+ECHOES: list[Callable[[str], str]] = [
+    lambda k: f"API key {k[:-4]}**** is not allowed",
+    lambda k: f"Rate limit for key {k[:20]}...",
+    lambda k: f"key {k[4:16]} unknown",  # 12 characters, no sk- prefix
+    lambda k: f"KEY {k.upper()} REFUSED",
+    lambda k: f"key={urllib.parse.quote(k, safe='')} refused",
+    lambda k: f"key={urllib.parse.quote(k, safe='').lower()} refused",
+    lambda k: f"key={pct(k[:16])} refused",
+    lambda k: f"key={urllib.parse.quote(pct(k[:16]))} refused",  # twice
+    lambda k: f"Basic {b64('user:' + k)} refused",
+    lambda k: f"Basic {b64('u:' + k[:18])[4:]} refused",
+    lambda k: f"hex {k.encode().hex()[6:30]} refused",
+    lambda k: f"key '{k[2:11]}' in \"{k[12:21]}\"",
+]
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+@pytest.mark.parametrize(
+    "make", [make_secret, make_azure_secret, lambda: make_secret("Zq+/x=Y+")]
+)
+def test_any_echo_of_the_key_is_scrubbed(
+    echo: Callable[[str], str], make: Callable[[], str]
+) -> None:
+    secret = make()
+    out = scrub(echo(secret), secret)
+    assert_no_piece(out, secret)
+    assert "[redacted]" in out
+
+
+def test_key_with_plus_and_slash_url_encoded_in_every_shape() -> None:
+    secret = make_secret("Ab+Cd/Ef=Gh+")
+    for shape in (urllib.parse.quote(secret, safe=""), pct(secret).lower(),
+                  urllib.parse.quote_plus(secret).upper()):
+        out = classify_status(403, azure("403", f"key {shape} not allowed"), {},
+                              "key", secret)
+        assert_no_piece(out.detail, secret)
+
+
+@pytest.mark.parametrize("message", [
+    "Rate limit reached for gpt-4o in organization org-abc on tokens per min "
+    "(TPM): Limit 30000, Used 29000, Requested 1200.",
+    "Invalid URL (POST /openai/deployments/gpt4o-prod/chat/completions)",
+    "The model `meta-llama/Llama-3.1-8B-Instruct` does not exist",
+    "request 8c3a1b2e-4f5d-4e6a-9b7c-0d1e2f3a4b5c failed",
+    "request req_5f1c7a0b9e8d4c3a2b1f0e9d8c7b6a5f failed",
+    "Model is enabled only for api versions 2024-12-01-preview and later",
+])
+def test_ordinary_messages_are_kept(message: str) -> None:
+    assert scrub(message, make_secret()) == message
+
+
+def test_last_four_alone_may_stay() -> None:
+    secret = make_secret()
+    message = f"Incorrect API key provided: ****{secret[-4:]}."
+    assert scrub(message, secret) == message
+
+
+def test_other_key_shaped_tokens_are_scrubbed() -> None:
+    other = "q8Zr+T2mVn/Lp0Xw7Ys9Kd3Jf6Hb1Gc4=="
+    assert scrub(f"forwarded {other} upstream") == "forwarded [redacted] upstream"
+    assert "[redacted]" in scrub("key sk-abc+def/ghij refused")
+
+
+# -- request ids ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("rid", [
+    "req_5f1c7a0b9e8d4c3a2b1f0e9d8c7b6a5f",
+    "8c3a1b2e-4f5d-4e6a-9b7c-0d1e2f3a4b5c",
+    "r1",
+])
+def test_request_ids_that_look_like_ids_are_kept(rid: str) -> None:
+    assert request_id({"x-request-id": rid}, make_secret()) == rid
+
+
+@pytest.mark.parametrize("bad", [
+    lambda k: k,
+    lambda k: k[:20],
+    lambda k: f"req_{k[3:15]}",
+    lambda k: urllib.parse.quote(k, safe="").lower(),
+    lambda k: "x" * 129,
+    lambda k: "two words",
+    lambda k: "tab\there",
+    lambda k: "caf\u00e9",
+    lambda k: "bell\x07",
+])
+def test_request_ids_holding_the_key_or_junk_are_dropped(
+    bad: Callable[[str], str]
+) -> None:
+    secret = make_secret()
+    headers = {"x-request-id": bad(secret)}
+    assert request_id(headers, secret) is None
+    out = classify_status(401, body("invalid_api_key"), headers, "key", secret)
+    assert out.request_id is None
+    # A clean id in the other header is still used.
+    headers["apim-request-id"] = "a1"
+    assert request_id(headers, secret) == "a1"

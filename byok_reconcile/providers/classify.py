@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import email.utils
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from byok_reconcile.providers.redact import scrub_text
 from byok_reconcile.results import (
     FORBIDDEN,
     INVALID_KEY,
@@ -37,8 +37,8 @@ Phase = Literal["key", "model", "deployment", "deep"]
 _ORG_CODES = frozenset(
     {"mismatched_organization", "mismatched_project", "invalid_organization"}
 )
-_KEYISH = re.compile(r"(sk-[\w*.\-…]{6,}|\b[A-Za-z0-9_\-*.]{24,}\b)")
 _MAX_MESSAGE = 160
+_MAX_REQUEST_ID = 128
 
 
 @dataclass(frozen=True)
@@ -89,18 +89,37 @@ def _text(value: Any) -> str:
 
 
 def scrub(message: str, secret: str = "") -> str:
-    """A provider message, shortened, with anything key-like removed."""
-    if secret:
-        message = message.replace(secret, "[redacted]")
-    message = _KEYISH.sub("[redacted]", message)
-    message = " ".join(message.split())
+    """A provider message, shortened, with anything key-like removed.
+
+    Any piece of ``secret`` goes, however the provider spelled it (see
+    :mod:`byok_reconcile.providers.redact`); so do other key-shaped tokens.
+    """
+    message = " ".join(scrub_text(message, secret).split())
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 3] + "..."
     return message
 
 
-def request_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-request-id") or headers.get("apim-request-id") or None
+def request_id(headers: Mapping[str, str], secret: str = "") -> str | None:
+    """The provider's request id, if one looks like an id and holds no key.
+
+    A gateway may put anything in these headers, the key included, and the
+    id is shown as is: one that is not short printable text, or that the
+    scrub would change, is dropped rather than shortened.
+    """
+    for name in ("x-request-id", "apim-request-id"):
+        value = headers.get(name)
+        if value and _is_request_id(value, secret):
+            return value
+    return None
+
+
+def _is_request_id(value: str, secret: str) -> bool:
+    if len(value) > _MAX_REQUEST_ID or not value.isascii():
+        return False
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        return False
+    return scrub_text(value, secret) == value
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -138,7 +157,7 @@ def classify_status(
     ``host`` (the configured host, never a secret) names who answered.
     """
     body = parse_error_body(body_text)
-    rid = request_id(headers)
+    rid = request_id(headers, secret)
     who = host or "the provider"
     if status >= 500 or status == 408:
         msg = f"{who} answered {status}; try again later"

@@ -7,9 +7,10 @@ documents: ``--allow-host``, ``BYOK_ALLOW_HOSTS`` or a Policy document. Plain
 allowed explicitly.
 
 ``--resolve HOST=URL`` works like curl's: a request for HOST goes to the
-loopback URL instead. It comes from the command line or CI, never from a Key
-document, and may only point at loopback, so it cannot carry a key off the
-machine. The allow-list is always checked against the original host.
+loopback URL instead, and a path in URL goes in front of the request's
+path. It comes from the command line or CI, never from a Key document, and
+may only point at loopback, so it cannot carry a key off the machine. The
+allow-list is always checked against the original host.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from byok_reconcile.errors import UsageError
 
@@ -167,6 +168,7 @@ def parse_resolve(
         try:
             HostPattern.parse(pattern)
             target = parse_origin(url)
+            prefix = path_prefix(url)
         except HostError as exc:
             raise UsageError(f"bad {source} {pattern}={url}: {exc}") from exc
         if not target.loopback:
@@ -175,8 +177,20 @@ def parse_resolve(
                 hint=f"{source} only sends requests to 127.0.0.1, ::1 or "
                 "localhost",
             )
-        checked[pattern.strip().lower()] = str(target)
+        checked[pattern.strip().lower()] = f"{target}{prefix}"
     return checked
+
+
+def path_prefix(url: str) -> str:
+    """The path of a resolve target without its trailing ``/`` ("" if none).
+
+    A query or fragment has no place in front of another request's path.
+    """
+    parts = urlsplit(url.strip())
+    if parts.query or parts.fragment:
+        raise HostError(f"{url!r} must not hold a query or fragment")
+    # Quoted, so the prefix is ASCII like the request path it joins.
+    return quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~")
 
 
 @dataclass(frozen=True)
@@ -219,7 +233,12 @@ class HostPolicy:
 
     def target(self, origin: Origin) -> Origin:
         """Where a request for ``origin`` really goes (after ``--resolve``)."""
+        return self.route(origin)[0]
+
+    def route(self, origin: Origin) -> tuple[Origin, str]:
+        """The origin a request for ``origin`` goes to, and the path prefix
+        to put in front of its path ("" without ``--resolve`` or path)."""
         for pattern, url in self.resolve.items():
             if HostPattern.parse(pattern).matches(origin):
-                return parse_origin(url)
-        return origin
+                return parse_origin(url), path_prefix(url)
+        return origin, ""

@@ -17,7 +17,7 @@ from typing import Any
 import openai
 
 from byok_reconcile.model import KeySpec
-from byok_reconcile.providers.classify import Outcome, Phase
+from byok_reconcile.providers.classify import Outcome, Phase, request_id
 from byok_reconcile.providers.hosts import HostError, parse_origin
 from byok_reconcile.providers.session import ProbeFailure, Session
 from byok_reconcile.results import (
@@ -64,6 +64,27 @@ def _not_checked(verdict: str, host: str) -> str:
     return "not checked: the key itself failed"
 
 
+def unsendable(secret: Secret) -> Outcome | None:
+    """Why the key cannot go in an HTTP header, or None if it can.
+
+    A stray line break (``echo KEY | sops``...) or another control
+    character makes the HTTP library refuse the header before anything is
+    sent, which would otherwise read as "could not connect". The message
+    never shows the key or the character's position in it.
+    """
+    value = secret.reveal()
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return Outcome(MISCONFIGURED, "the API key contains a line break or "
+                       "control character: re-encrypt it without one")
+    if not value.isascii():
+        return Outcome(MISCONFIGURED, "the API key contains a non-ASCII "
+                       "character: re-encrypt it without one")
+    if value != value.strip():
+        return Outcome(MISCONFIGURED, "the API key begins or ends with a "
+                       "space: re-encrypt it without one")
+    return None
+
+
 def host_of(url: str) -> str:
     """The host of ``url`` as configured (before any ``--resolve``)."""
     try:
@@ -82,11 +103,6 @@ def _is_embedding(model: str) -> bool:
     return "embed" in model.lower()
 
 
-def _request_id(raw: Any) -> str | None:
-    headers = raw.headers
-    return headers.get("x-request-id") or headers.get("apim-request-id")
-
-
 def _call(session: Session, client: openai.OpenAI, secret: Secret, phase: Phase,
           fn: Callable[[], Any]) -> tuple[Outcome, Any]:
     """Run ``fn`` (a raw-response SDK call on ``client``); a failure becomes
@@ -95,7 +111,8 @@ def _call(session: Session, client: openai.OpenAI, secret: Secret, phase: Phase,
         raw = session.call(fn, phase, secret, str(client.base_url.host))
     except ProbeFailure as failure:
         return failure.outcome, None
-    return Outcome(VALID, request_id=_request_id(raw)), raw
+    rid = request_id(raw.headers, secret.reveal())
+    return Outcome(VALID, request_id=rid), raw
 
 
 def _model_ids(raw: Any) -> set[str] | None:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from byok_reconcile.model import Config, KeySpec
 from byok_reconcile.providers.classify import Outcome
 from byok_reconcile.providers.hosts import HostError, HostPolicy, parse_origin
-from byok_reconcile.providers.probes import Probed, probe_azure, probe_openai, skipped
+from byok_reconcile.providers.probes import (
+    Probed,
+    probe_azure,
+    probe_openai,
+    skipped,
+    unsendable,
+)
 from byok_reconcile.providers.session import Session, Sleeper
 from byok_reconcile.results import (
     FORBIDDEN,
@@ -100,6 +106,9 @@ def check_key(session: Session, spec: KeySpec, secret: Secret) -> KeyResult:
 
 
 def _probe(session: Session, spec: KeySpec, secret: Secret) -> Probed:
+    bad = unsendable(secret)
+    if bad is not None:
+        return Probed(bad, skipped(spec.targets, bad, _host(spec) or ""))
     if spec.provider == "azure_openai":
         return probe_azure(session, spec, secret)
     return probe_openai(session, spec, secret)

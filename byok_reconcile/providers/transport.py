@@ -71,12 +71,7 @@ class GuardedTransport(httpx2.BaseTransport):
         if not approved:
             raise RefusedHostError(f"refused to send a key to {origin.host}")
         _drop_stray_headers(request)
-        target = self._policy.target(origin)
-        if target != origin:
-            # Like curl --resolve: the Host header keeps the original name.
-            request.url = request.url.copy_with(
-                scheme=target.scheme, host=target.host, port=target.port
-            )
+        target = apply_resolve(self._policy, request)
         inner = self._direct if target.loopback else self._outside
         with self._slot(origin.host):
             started = time.monotonic()
@@ -105,6 +100,25 @@ class GuardedTransport(httpx2.BaseTransport):
     def close(self) -> None:
         self._direct.close()
         self._outside.close()
+
+
+def apply_resolve(policy: HostPolicy, request: httpx2.Request) -> Origin:
+    """Point ``request`` where ``--resolve`` sends its origin; return that.
+
+    Like curl --resolve, the Host header keeps the original name; a path in
+    the resolve URL (``http://127.0.0.1:8000/compat/vllm``) is put in front
+    of the request's path, the query stays as it is.
+    """
+    origin = origin_of(request.url)
+    target, prefix = policy.route(origin)
+    if target != origin or prefix:
+        request.url = request.url.copy_with(
+            scheme=target.scheme,
+            host=target.host,
+            port=target.port,
+            raw_path=prefix.encode("ascii") + request.url.raw_path,
+        )
+    return target
 
 
 def _drop_stray_headers(request: httpx2.Request) -> None:
