@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -20,9 +21,10 @@ from byok_reconcile.errors import (
 )
 from byok_reconcile.store import check_target, open_target, redact_url, scrub
 from byok_reconcile.store.crypto import StoreKey
+from tests import canary
 from tests.fixtures.store import make_config, make_secrets
+from tests.test_plan import KEYS, MAPPING, byok
 from tests.test_plan import _apply as cli_apply
-from tests.test_plan import byok, repo  # noqa: F401 - the repo fixture
 
 NAMES = ["alpha", "beta"]
 PASSWORD = "Sup3rS3cret"
@@ -54,6 +56,20 @@ def _sql(url: str, statement: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(statement))
     engine.dispose()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The two-key configuration of test_plan, its secrets in the environment."""
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    (folder / "keys.yaml").write_text(KEYS)
+    (folder / "mapping.yaml").write_text(MAPPING)
+    monkeypatch.setenv("OPENAI_PROD_KEY", canary.make_secret())
+    monkeypatch.setenv("BYOKT_DEV_KEY", canary.make_secret())
+    monkeypatch.setenv("BYOK_STORE_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.chdir(tmp_path)
+    return folder
 
 
 # -- 1. credentials in URLs --------------------------------------------------
@@ -90,14 +106,14 @@ def test_scrub_removes_encoded_and_plain_values() -> None:
 
 
 @pytest.fixture
-def saved(repo: Path, sqlite_url: str) -> Path:
+def saved(cfg: Path, sqlite_url: str) -> Path:
     """A store where source app manages two keys, and a plan for one of them."""
-    assert cli_apply(repo, sqlite_url).exit_code == 0
-    keys = (repo / "keys.yaml").read_text().split("---\n")[0]
-    (repo / "keys.yaml").write_text(keys)
-    mapping = (repo / "mapping.yaml").read_text().splitlines()
-    (repo / "mapping.yaml").write_text("\n".join(mapping[:-1]) + "\n")
-    out = byok("plan", str(repo), "--target", sqlite_url, "--source", "app",
+    assert cli_apply(cfg, sqlite_url).exit_code == 0
+    keys = (cfg / "keys.yaml").read_text().split("---\n")[0]
+    (cfg / "keys.yaml").write_text(keys)
+    mapping = (cfg / "mapping.yaml").read_text().splitlines()
+    (cfg / "mapping.yaml").write_text("\n".join(mapping[:-1]) + "\n")
+    out = byok("plan", str(cfg), "--target", sqlite_url, "--source", "app",
                "-o", "p.json")
     assert out.exit_code == 0, out.output
     return Path("p.json")
@@ -216,7 +232,9 @@ def test_an_unreadable_unmanaged_row_never_breaks_other_sources(
         _apply(store_url, store_key, [*NAMES, "hand"], make_secrets([*NAMES, "hand"]))
 
 
-def test_an_unreadable_managed_row_is_exit_3(store_url: str, store_key: StoreKey) -> None:
+def test_an_unreadable_managed_row_is_exit_3(
+    store_url: str, store_key: StoreKey
+) -> None:
     _apply(store_url, store_key, NAMES, make_secrets(NAMES))
     _sql(store_url, "UPDATE byok_keys SET models = 'nope' WHERE name = 'alpha'")
     with pytest.raises(StoreError, match="key 'alpha' \\(source 'repo'\\)"):
@@ -319,7 +337,7 @@ def test_file_store_reads_survive_concurrent_commits(
         while not stop.is_set():
             try:
                 _read(url)
-            except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            except BaseException as exc:  # collected for the assert below
                 errors.append(exc)
 
     thread = threading.Thread(target=reader)
@@ -358,9 +376,9 @@ def test_prune_refuses_a_key_another_source_still_uses(
 
 
 def test_plan_and_status_on_an_empty_postgresql_database_create_nothing(
-    pg_url: str, repo: Path
+    pg_url: str, cfg: Path
 ) -> None:
-    out = byok("plan", str(repo), "--target", pg_url, "--source", "app")
+    out = byok("plan", str(cfg), "--target", pg_url, "--source", "app")
     assert out.exit_code == 0 and "does not exist yet" in out.output
     assert byok("status", "--target", pg_url).exit_code == 3
     engine = create_engine("postgresql+psycopg://" + pg_url.split("://", 1)[1])
