@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 from click.testing import CliRunner, Result
@@ -281,3 +282,62 @@ def test_exit_code_unset_variable_is_3_bad_reference_is_1() -> None:
     missing = SecretNotFoundError("'a.b' was not found")
     assert exit_code({"k": unset}, [], None) == 3
     assert exit_code({"k": unset, "j": missing}, [], None) == 1
+
+
+def pieces_of(secret: str) -> set[str]:
+    return {secret[i : i + 8].lower() for i in range(len(secret) - 7)}
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "github", "markdown"])
+def test_gateway_echo_of_the_key_reaches_no_format(
+    repo: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    # A gateway that echoes the key minus its tail in the message and puts
+    # it, URL-encoded and upper-cased, in the request id header.
+    secret = make_secret("Zq+/x=Y+")
+    emu.add_key(EmulatedKey(secret=secret))
+    monkeypatch.setenv("PROD_KEY", secret)
+    rid = quote(secret, safe="").upper()
+    emu.add_fault(Fault(path="/v1/models", status=403, headers={
+        "x-request-id": rid, "apim-request-id": secret[:20]},
+        body=json.dumps({"error": f"API key {secret[:-4]}**** is not allowed"})))
+    result = invoke(str(repo), "--format", fmt, "-v", *resolve_to(emu))
+    assert result.exit_code == 1, result.output
+    seen = unquote(result.output).lower()
+    assert not [p for p in pieces_of(secret) if p in seen], result.output
+    assert "forbidden" in result.output
+    if fmt == "json":
+        assert json.loads(result.stdout)["keys"][0]["requestId"] is None
+
+
+def test_key_with_line_break_is_misconfigured(
+    repo: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROD_KEY", make_secret()[:20] + "\r\n" + make_secret())
+    result = invoke(str(repo), *resolve_to(emu))
+    assert result.exit_code == 1, result.output
+    assert "misconfigured" in result.stdout
+    assert "line break or control character: re-encrypt it" in result.stdout
+    assert "could not connect" not in result.output
+    assert emu.requests == []
+
+
+def test_resolve_with_path_reaches_vllm(
+    repo: Path, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, dialects=("vllm",)))
+    monkeypatch.setenv("VLLM_KEY", secret)
+    monkeypatch.setenv("BAD_VLLM_KEY", make_secret())
+    for name, env in (("vllm", "VLLM_KEY"), ("badvllm", "BAD_VLLM_KEY")):
+        key = write_key(repo, name, env, "https://llm.example.com/v1")
+        key.write_text(key.read_text().replace("provider: openai\n",
+                                               "provider: openai_compatible\n")
+                       .replace("openai: {", "openai_compatible: {"))
+    result = invoke(str(repo), "--format", "json", *resolve_to(emu),
+                    "--allow-host", "llm.example.com", "--resolve",
+                    f"llm.example.com={emu.url}/compat/vllm")
+    verdicts = {k["key"]: k["verdict"] for k in json.loads(result.stdout)["keys"]}
+    assert verdicts == {"prod": "valid", "vllm": "valid", "badvllm": "invalid_key"}
+    assert {r.path for r in emu.requests_to("/compat/")} == {
+        "/compat/vllm/v1/models"}

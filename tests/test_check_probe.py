@@ -7,6 +7,8 @@ goes on the wire and which verdict comes back.
 from __future__ import annotations
 
 import dataclasses
+import json
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -545,3 +547,127 @@ def test_redirect_to_another_host_is_refused(emu: Emulator) -> None:
     assert result.verdict == MISCONFIGURED
     assert len(emu.requests) == 1
 
+
+
+# -- a provider that echoes the key ---------------------------------------
+
+
+def test_vllm_echo_of_truncated_key_is_scrubbed(emu: Emulator) -> None:
+    secret = make_secret("Zq+/x=Y+")
+    emu.add_key(EmulatedKey(secret=secret, dialects=("vllm",)))
+    emu.add_fault(Fault(path="/compat/vllm/v1/", status=403, body=json.dumps(
+        {"error": f"API key {secret[:-4]}**** is not allowed"})))
+    spec = openai_key("v", emu.compat_base_url("vllm"), provider="openai_compatible")
+    result = run([spec], {"v": secret})["v"]
+    assert result.verdict == FORBIDDEN
+    assert "[redacted]" in result.detail
+    assert_no_piece(repr(dataclasses.asdict(result)), secret)
+
+
+def test_azure_echo_in_message_and_request_id_is_scrubbed(emu: Emulator) -> None:
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o"}))
+    message = f"Rate limit for key {secret[:20]}..."
+    emu.add_fault(Fault(path="/openai/", status=429,
+                        body=json.dumps({"error": {"code": "429",
+                                                   "message": message}}),
+                        headers={"x-request-id": secret, "retry-after": "0"}))
+    result = run([azure_key("a", emu.azure_endpoint, {"chat": "gpt-4o"})],
+                 {"a": secret})["a"]
+    assert result.verdict == RATE_LIMITED
+    assert result.request_id is None
+    assert all(t.request_id is None for t in result.targets)
+    assert_no_piece(repr(dataclasses.asdict(result)), secret)
+
+
+@pytest.mark.parametrize("header", ["x-request-id", "apim-request-id"])
+def test_request_id_holding_the_key_is_dropped_on_success(
+    emu: Emulator, header: str
+) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret))
+    emu.add_fault(Fault(path="/v1/models", status=200, headers={
+        header: urllib.parse.quote(secret, safe="").upper()}))
+    result = run([openai_key("k", emu.openai_base_url)], {"k": secret})["k"]
+    assert result.request_id is None or result.request_id.startswith("req_")
+    assert_no_piece(repr(dataclasses.asdict(result)), secret)
+
+
+def assert_no_piece(text: str, secret: str) -> None:
+    assert_no_leak(text)
+    lowered = urllib.parse.unquote(text).lower()
+    runs = {secret[i : i + 8].lower() for i in range(len(secret) - 7)}
+    assert not [r for r in runs if r in lowered], text
+
+
+# -- keys that cannot go in a header --------------------------------------
+
+
+@pytest.mark.parametrize("stray", ["\n", "\r\n", "\x00", "\t", "\x7f"])
+@pytest.mark.parametrize("azure", [False, True])
+def test_key_with_control_character_is_misconfigured(
+    emu: Emulator, stray: str, azure: bool
+) -> None:
+    if azure:
+        secret = make_azure_secret()
+        emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o"}))
+        spec = azure_key("k", emu.azure_endpoint, {"chat": "gpt-4o"})
+    else:
+        secret = make_secret()
+        emu.add_key(EmulatedKey(secret=secret))
+        spec = openai_key("k", emu.openai_base_url)
+    result = run([spec], {"k": secret[:10] + stray + secret[10:]})["k"]
+    assert result.verdict == MISCONFIGURED
+    assert result.detail == ("the API key contains a line break or control "
+                             "character: re-encrypt it without one")
+    assert [t.verdict for t in result.targets] == [MISCONFIGURED]
+    assert emu.requests == []
+
+
+def test_key_with_non_ascii_character_is_misconfigured(emu: Emulator) -> None:
+    secret = make_secret()
+    result = run([openai_key("k", emu.openai_base_url)],
+                 {"k": secret + "\u00e9"})["k"]
+    assert result.verdict == MISCONFIGURED and "non-ASCII" in result.detail
+    assert emu.requests == []
+
+
+# -- --resolve with a path ------------------------------------------------
+
+
+def compat_behind(emu: Emulator, flavour: str = "vllm") -> dict[str, Any]:
+    """Options that send llm.example.com to the emulator's compat server."""
+    return {"allow_hosts": ("llm.example.com",),
+            "resolve": {"llm.example.com": f"{emu.url}/compat/{flavour}/"}}
+
+
+def test_resolve_path_prefix_reaches_the_compat_server(emu: Emulator) -> None:
+    secret = make_secret()
+    emu.add_key(EmulatedKey(secret=secret, dialects=("vllm",)))
+    spec = openai_key("v", "https://llm.example.com/v1", ("gpt-4o",),
+                      provider="openai_compatible")
+    result = run([spec], {"v": secret}, **compat_behind(emu))["v"]
+    assert result.verdict == VALID and result.host == "llm.example.com"
+    assert [r.path for r in emu.requests] == ["/compat/vllm/v1/models"]
+
+
+def test_resolve_path_prefix_vllm_401_is_invalid_key(emu: Emulator) -> None:
+    emu.add_key(EmulatedKey(secret=make_secret(), dialects=("vllm",)))
+    spec = openai_key("v", "https://llm.example.com/v1", ("gpt-4o",),
+                      provider="openai_compatible")
+    result = run([spec], {"v": make_secret()}, **compat_behind(emu))["v"]
+    assert result.verdict == INVALID_KEY
+    assert [r.path for r in emu.requests] == ["/compat/vllm/v1/models"]
+
+
+def test_resolve_path_prefix_keeps_the_query(emu: Emulator) -> None:
+    secret = make_azure_secret()
+    emu.add_key(EmulatedKey.azure(secret, {"chat": "gpt-4o"}))
+    spec = azure_key("a", "https://contoso.openai.azure.com", {"chat": "gpt-4o"})
+    with Emulator() as front:
+        # The emulator serves Azure at its root only: a prefix shows as 404.
+        result = run([spec], {"a": secret}, allow_hosts=(),
+                     resolve={"*.openai.azure.com": f"{front.url}/gw"})["a"]
+        assert [r.path for r in front.requests] == ["/gw/openai/models"]
+        assert front.requests[0].query.get("api-version") == "2024-10-21"
+    assert result.verdict == MISCONFIGURED

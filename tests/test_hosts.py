@@ -140,3 +140,38 @@ def test_bad_entry_names_where_it_came_from(
     assert named in message, message
     others = {"BYOK_RESOLVE", "BYOK_ALLOW_HOSTS", "--resolve", "--allow-host"}
     assert not [o for o in others - {named} if o in caught.value.message]
+
+
+def test_resolve_keeps_the_target_path_as_a_prefix() -> None:
+    p = policy(**{"llm.example.com": "http://127.0.0.1:8000/compat/vllm/",
+                  "api.openai.com": "http://localhost:9"})
+    assert p.resolve["llm.example.com"] == "http://127.0.0.1:8000/compat/vllm"
+    assert p.resolve["api.openai.com"] == "http://localhost:9"
+    llm = parse_origin("https://llm.example.com/v1")
+    assert p.route(llm) == (Origin("http", "127.0.0.1", 8000), "/compat/vllm")
+    assert p.target(llm) == Origin("http", "127.0.0.1", 8000)
+    openai = parse_origin("https://api.openai.com/v1")
+    assert p.route(openai) == (Origin("http", "localhost", 9), "")
+    other = parse_origin("https://elsewhere.example/v1")
+    assert p.route(other) == (other, "")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1/p?x=1",
+                                 "http://127.0.0.1:1/p#frag"])
+def test_resolve_target_with_query_or_fragment_is_usage_error(url: str) -> None:
+    with pytest.raises(UsageError, match="query or fragment"):
+        policy(**{"llm.example.com": url})
+
+
+def test_resolve_prefix_is_applied_to_the_request() -> None:
+    httpx2 = pytest.importorskip("httpx2")
+    from byok_reconcile.providers.transport import apply_resolve
+
+    p = policy(**{"llm.example.com": "http://127.0.0.1:8000/compat/vllm"})
+    request = httpx2.Request("GET", "https://llm.example.com/v1/models?a=b%2B")
+    assert apply_resolve(p, request) == Origin("http", "127.0.0.1", 8000)
+    assert str(request.url) == "http://127.0.0.1:8000/compat/vllm/v1/models?a=b%2B"
+    assert request.headers["host"] == "llm.example.com"
+    untouched = httpx2.Request("GET", "https://api.openai.com/v1/models")
+    apply_resolve(p, untouched)
+    assert str(untouched.url) == "https://api.openai.com/v1/models"
