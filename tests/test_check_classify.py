@@ -261,3 +261,9 @@ def test_request_ids_holding_the_key_or_junk_are_dropped(
     # A clean id in the other header is still used.
     headers["apim-request-id"] = "a1"
     assert request_id(headers, secret) == "a1"
+
+
+def test_huge_message_is_capped_before_scrubbing() -> None:
+    secret = make_secret()
+    out = scrub(f"key {secret[:30]} " + "x%2B " * 200_000, secret)
+    assert out.startswith("key [redacted] x%2B") and len(out) <= 160

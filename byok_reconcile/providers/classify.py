@@ -38,6 +38,7 @@ _ORG_CODES = frozenset(
     {"mismatched_organization", "mismatched_project", "invalid_organization"}
 )
 _MAX_MESSAGE = 160
+_MAX_SCRUBBED = 4096
 _MAX_REQUEST_ID = 128
 
 
@@ -94,7 +95,9 @@ def scrub(message: str, secret: str = "") -> str:
     Any piece of ``secret`` goes, however the provider spelled it (see
     :mod:`byok_reconcile.providers.redact`); so do other key-shaped tokens.
     """
-    message = " ".join(scrub_text(message, secret).split())
+    # Only the head is ever shown; capping first bounds the work for a
+    # megabyte of message. The cut is far past what survives the shortening.
+    message = " ".join(scrub_text(message[:_MAX_SCRUBBED], secret).split())
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 3] + "..."
     return message
