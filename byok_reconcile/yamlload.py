@@ -9,6 +9,7 @@ column, nothing turns into a date or a ``yes`` boolean, and every problem
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -650,7 +651,12 @@ def path_text(path: JsonPath) -> str:
     """``("spec", "models", 1)`` -> ``$.spec.models[1]``."""
     out = "$"
     for step in path:
-        out += f"[{step}]" if isinstance(step, int) else f".{step}"
+        if isinstance(step, int):
+            out += f"[{step}]"
+        elif step.isprintable():
+            out += f".{step}"
+        else:  # a newline in a key must not break the message in two
+            out += f"[{json.dumps(step)}]"
     return out
 
 
