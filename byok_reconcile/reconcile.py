@@ -355,6 +355,13 @@ def _field_value(row: Any, name: str) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _created(want: Any, names: tuple[str, ...]) -> list[FieldChange]:
+    # Empty fields (no description, no labels ...) are left out: a plan of
+    # thousands of creates stays small, and says nothing less.
+    values = ((n, _field_value(want, n)) for n in names)
+    return [FieldChange(n, None, v) for n, v in values if v not in (None, {}, [])]
+
+
 def _diff_fields(want: Any, have: Any, names: tuple[str, ...]) -> list[FieldChange]:
     return [
         FieldChange(n, _field_value(have, n), _field_value(want, n))
@@ -365,7 +372,7 @@ def _diff_fields(want: Any, have: Any, names: tuple[str, ...]) -> list[FieldChan
 
 def _diff_key(want: KeyRow, have: KeyRow | None) -> Change | None:
     if have is None:
-        fields = [FieldChange(n, None, _field_value(want, n)) for n in KEY_FIELDS]
+        fields = _created(want, KEY_FIELDS)
         fields.append(
             FieldChange("fingerprint", None, want.fingerprint or UNKNOWN_HERE)
         )
@@ -416,7 +423,7 @@ def _secret_change_blind(
 
 def _diff_feature(want: FeatureRow, have: FeatureRow | None) -> Change | None:
     if have is None:
-        fields = [FieldChange(n, None, _field_value(want, n)) for n in FEATURE_FIELDS]
+        fields = _created(want, FEATURE_FIELDS)
         return Change("feature", want.name, "create", tuple(fields))
     fields = _diff_fields(want, have, FEATURE_FIELDS)
     if have.drifted:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from byok_reconcile.errors import StoreError
@@ -82,6 +83,13 @@ class KeyRow:
         return body
 
     def compute_hash(self) -> str:
+        """The hash of the row's content as it is now (computed once)."""
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> str:
+        # Rows are never mutated (frozen; replace() makes a new one), so
+        # plan, drift and saved-plan checks can share one computation.
         return _digest(self.content())
 
     @property
@@ -117,6 +125,13 @@ class FeatureRow:
         }
 
     def compute_hash(self) -> str:
+        """The hash of the row's content as it is now (computed once)."""
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> str:
+        # Rows are never mutated (frozen; replace() makes a new one), so
+        # plan, drift and saved-plan checks can share one computation.
         return _digest(self.content())
 
     @property
@@ -158,6 +173,9 @@ _FEATURE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+MEMO_LIMIT = 10_000
+
+
 class RowError(ValueError):
     """A stored row that byok cannot read (hand-made, or damaged)."""
 
@@ -184,14 +202,25 @@ def _check_types(row: Any, types: dict[str, tuple[type, ...]]) -> None:
             raise RowError(f"{name} has the wrong type ({type(value).__name__})")
 
 
-def json_column(text: Any, name: str, kind: type) -> Any:
-    """One JSON column: parsed, and of ``kind``; else :class:`RowError`."""
+def json_column(
+    text: Any, name: str, kind: type, memo: dict[Any, Any] | None = None
+) -> Any:
+    """One JSON column: parsed, and of ``kind``; else :class:`RowError`.
+
+    ``memo`` shares one parsed value between rows holding the same text
+    (most features have the same settings); rows are read-only, so sharing
+    is safe and saves a parse per row.
+    """
+    if memo is not None and text in memo:
+        return memo[text]
     try:
         value = json.loads(text)
     except (TypeError, ValueError):
         raise RowError(f"{name} is not valid JSON") from None
     if not isinstance(value, kind):
         raise RowError(f"{name} is not a JSON {'object' if kind is dict else 'list'}")
+    if memo is not None and isinstance(text, str) and len(memo) < MEMO_LIMIT:
+        memo[text] = value
     return value
 
 

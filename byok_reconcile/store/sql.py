@@ -281,12 +281,13 @@ def load_state(conn: Connection) -> StoreState:
 
 
 def _read_rows(
-    rows: Any, kind: str, build: Callable[[Any], Any], skipped: list[str]
+    rows: Any, kind: str, build: Callable[..., Any], skipped: list[str]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    memo: dict[Any, Any] = {}
     for r in rows:
         try:
-            out[r.name] = build(r)
+            out[r.name] = build(r, memo)
         except (RowError, TypeError, ValueError) as exc:
             skip_row(kind, r.name, r.source, str(exc), skipped)
     return out
@@ -299,7 +300,7 @@ def _last_applies(conn: Connection) -> dict[str, ApplyRecord]:
     return {r.source: history_row(r) for r in rows}
 
 
-def key_row(r: Row[Any]) -> KeyRow:
+def key_row(r: Row[Any], memo: dict[Any, Any] | None = None) -> KeyRow:
     """A ``byok_keys`` row as a checked :class:`KeyRow`."""
     sealed = None
     if r.ciphertext is not None:
@@ -308,11 +309,11 @@ def key_row(r: Row[Any]) -> KeyRow:
         name=r.name,
         source=r.source,
         provider=r.provider,
-        settings=json_column(r.settings, "settings", dict),
-        models=tuple(json_column(r.models, "models", list)),
-        deployments=json_column(r.deployments, "deployments", dict),
+        settings=json_column(r.settings, "settings", dict, memo),
+        models=tuple(json_column(r.models, "models", list, memo)),
+        deployments=json_column(r.deployments, "deployments", dict, memo),
         description=r.description,
-        labels=json_column(r.labels, "labels", dict),
+        labels=json_column(r.labels, "labels", dict, memo),
         fingerprint=r.fingerprint,
         last4=r.last4,
         sealed=sealed,
@@ -350,7 +351,7 @@ def key_values(k: KeyRow) -> dict[str, Any]:
     }
 
 
-def feature_row(r: Row[Any]) -> FeatureRow:
+def feature_row(r: Row[Any], memo: dict[Any, Any] | None = None) -> FeatureRow:
     """A ``byok_features`` row as a checked :class:`FeatureRow`."""
     return checked_feature(FeatureRow(
         name=r.name,
@@ -358,7 +359,7 @@ def feature_row(r: Row[Any]) -> FeatureRow:
         key=r.key_name,
         model=r.model,
         deployment=r.deployment,
-        settings=json_column(r.settings, "settings", dict),
+        settings=json_column(r.settings, "settings", dict, memo),
         created_at=r.created_at,
         updated_at=r.updated_at,
         revision=r.revision,
