@@ -661,6 +661,25 @@ def _git(folder: Path, *args: str) -> str | None:
     return done.stdout.decode("utf-8", "replace").strip() or None
 
 
+SOURCE_MAX = 200
+
+
+def check_source(source: str) -> str:
+    """``source`` if a store can record it: 1 to 200 printable characters.
+
+    Checked up front so that every backend takes the same names.
+    """
+    from byok_reconcile.errors import UsageError
+
+    if not source or len(source) > SOURCE_MAX or not source.isprintable():
+        raise UsageError(
+            f"the source name must be 1 to {SOURCE_MAX} printable characters "
+            f"(got {len(source)})",
+            hint="pass a shorter --source",
+        )
+    return source
+
+
 def default_source(paths: list[str]) -> str:
     """The git repository's top folder name, else the config folder's name."""
     folder = _folder(paths)

@@ -276,7 +276,7 @@ def test_file_localhost_is_accepted(tmp_path: Path, store_key: StoreKey) -> None
 def test_long_source_and_model_names_work_on_every_backend(
     any_store_url: str, store_key: StoreKey
 ) -> None:
-    source = "s" * 250
+    source = "s" * 200
     config = make_config(["alpha"], models=("m" * 250,))
     feat = config.features["f-alpha"]
     config.features["f-alpha"] = type(feat)(feat.name, "alpha", model="m" * 250,
@@ -388,3 +388,10 @@ def test_plan_and_status_on_an_empty_postgresql_database_create_nothing(
             "WHERE table_schema = 'public'")).scalar()
     engine.dispose()
     assert tables == 0
+
+
+def test_an_overlong_source_is_a_usage_error(cfg: Path, sqlite_url: str) -> None:
+    for cmd in ("plan", "apply"):
+        out = byok(cmd, str(cfg), "--target", sqlite_url, "--source", "s" * 201,
+                   "--no-check" if cmd == "apply" else "--prune")
+        assert out.exit_code == 2 and "1 to 200 printable" in out.output

@@ -121,7 +121,9 @@ def run(
         )
 
     # 3. plan and write under the store's lock.
-    source = source or reconcile.default_source(list(paths))
+    source = reconcile.check_source(
+        source or reconcile.default_source(list(paths))
+    )
     verdicts = {r.key: r.verdict for r in result.results}
     desired = reconcile.desired_state(config, source, result.secrets, verdicts)
     opts = reconcile.ApplyOptions(

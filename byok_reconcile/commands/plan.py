@@ -119,7 +119,9 @@ def run(
         return Report("plan", exit_code=EXIT_INVALID, problems=problems)
 
     # 2. diff against the store, read without the write lock.
-    source = source or reconcile.default_source(list(paths))
+    source = reconcile.check_source(
+        source or reconcile.default_source(list(paths))
+    )
     desired = reconcile.desired_state(config, source, result.secrets)
     state, display = read_state(target)
     plan = reconcile.make_plan(desired, state or _empty(), prune=prune)
