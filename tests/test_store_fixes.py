@@ -395,3 +395,15 @@ def test_an_overlong_source_is_a_usage_error(cfg: Path, sqlite_url: str) -> None
         out = byok(cmd, str(cfg), "--target", sqlite_url, "--source", "s" * 201,
                    "--no-check" if cmd == "apply" else "--prune")
         assert out.exit_code == 2 and "1 to 200 printable" in out.output
+
+
+def test_an_old_postgresql_store_is_widened_to_text(
+    pg_url: str, store_key: StoreKey
+) -> None:
+    _apply(pg_url, store_key, NAMES, make_secrets(NAMES))
+    _sql(pg_url, "ALTER TABLE byok_features ALTER COLUMN model TYPE VARCHAR(200)")
+    _sql(pg_url, "UPDATE byok_meta SET value = '2' WHERE name = 'schema_version'")
+    assert _read(pg_url).schema_version == 2  # read-only: not migrated
+    open_target(pg_url).close()  # apply's open migrates
+    assert _read(pg_url).schema_version == 3
+    _sql(pg_url, f"UPDATE byok_features SET model = '{'m' * 250}'")
