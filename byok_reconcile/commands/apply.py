@@ -151,9 +151,9 @@ def saved_target(saved: Mapping[str, Any], given: str | None) -> str:
         raise UsageError("the saved plan records no target",
                          hint="run plan again with this byok")
     if given is None:
-        if ":***@" in recorded:
+        if "***" in recorded:  # a password or token was left out
             raise UsageError(
-                f"the plan was made for {recorded}, whose password is not saved",
+                f"the plan was made for {recorded}, whose credentials are not saved",
                 hint="pass that target with --target (or BYOK_TARGET)",
             )
         return recorded
