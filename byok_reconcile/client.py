@@ -245,18 +245,13 @@ def resolving_client(resolve: Mapping[str, str]) -> Any:
     import httpx2
 
     from byok_reconcile.providers.hosts import HostPolicy, parse_resolve
-    from byok_reconcile.providers.transport import origin_of
+    from byok_reconcile.providers.transport import apply_resolve
 
     policy = HostPolicy(resolve=parse_resolve(resolve))
 
     class _Resolving(httpx2.HTTPTransport):
         def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-            origin = origin_of(request.url)
-            target = policy.target(origin)
-            if target != origin:
-                request.url = request.url.copy_with(
-                    scheme=target.scheme, host=target.host, port=target.port
-                )
+            apply_resolve(policy, request)
             return super().handle_request(request)
 
     # trust_env=False: loopback traffic never goes through an env proxy.

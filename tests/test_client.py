@@ -194,6 +194,23 @@ def test_resolve_points_a_provider_host_at_the_emulator(
                             http_client=object())
 
 
+def test_resolve_keeps_a_path_prefix_of_the_target(
+    emulator: Any, sqlite_url: str, store_key: StoreKey
+) -> None:
+    config = Config(keys={"oa": key_spec("oa", models=("gpt-4o",))},
+                    features={"f": FeatureSpec("f", "oa", model="gpt-4o")})
+    secret = Secret(
+        add_openai_key(emulator, models=("gpt-4o",), dialects=("compat",))
+    )
+    _load(sqlite_url, store_key, config, {"oa": secret})
+    client = open_store(sqlite_url, store_key).openai_client(
+        "f", resolve={"api.openai.com": emulator.url + "/compat/openai"},
+        max_retries=0,
+    )
+    assert "gpt-4o" in [m.id for m in client.models.list()]
+    assert [r.path for r in emulator.requests] == ["/compat/openai/v1/models"]
+
+
 def test_open_store_never_creates_one(tmp_path: Any, store_key: StoreKey) -> None:
     from byok_reconcile.store import StoreMissingError
 
