@@ -14,27 +14,49 @@ formats also append the markdown report to the job summary.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 import click
 
 from byok_reconcile.errors import ByokError
-from byok_reconcile.output import github, jsonout, markdown, text
 from byok_reconcile.output.colour import paint, wants_colour
 from byok_reconcile.output.common import Options
 from byok_reconcile.results import Report
 
 Reporter = Callable[[Report, Options], str]
 
-REPORTERS: dict[str, Reporter] = {
-    "text": text.render,
-    "json": jsonout.render,
-    "github": github.render,
-    "markdown": markdown.render,
-}
+
+class _Registry(Mapping[str, Reporter]):
+    """``--format`` name -> reporter; a reporter's module is imported only
+    when that format is used, so a run pays for one reporter, not four."""
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+
+    def __getitem__(self, fmt: str) -> Reporter:
+        module = importlib.import_module(self._modules[fmt])
+        reporter: Reporter = module.render
+        return reporter
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+REPORTERS: Mapping[str, Reporter] = _Registry(
+    {
+        "text": "byok_reconcile.output.text",
+        "json": "byok_reconcile.output.jsonout",
+        "github": "byok_reconcile.output.github",
+        "markdown": "byok_reconcile.output.markdown",
+    }
+)
 FORMATS = tuple(REPORTERS)
 _SUMMARY_FORMATS = ("text", "github")
 
@@ -91,13 +113,17 @@ def emit_error(exc: ByokError, command: str, fmt: str) -> None:
     text gets one line on stderr.
     """
     if fmt == "json":
+        from byok_reconcile.output import jsonout
+
         click.echo(jsonout.render_error(exc, command))
         return
     report = Report(command=command, exit_code=exc.exit_code, summary=str(exc))
     if fmt == "markdown":
-        click.echo(markdown.render(report, Options()), nl=False)
+        click.echo(REPORTERS["markdown"](report, Options()), nl=False)
         return
     if fmt == "github":
+        from byok_reconcile.output import github
+
         title = f"byok {command}: {type(exc).__name__}"
         click.echo(github.command("error", str(exc), file=exc.file, title=title))
     else:
@@ -113,7 +139,7 @@ def append_step_summary(report: Report) -> None:
         return
     try:
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(markdown.render(report, Options()))
+            handle.write(REPORTERS["markdown"](report, Options()))
     except OSError as exc:
         # The summary is a courtesy; the real output already went to stdout.
         log.warning("cannot write the job summary %s: %s", path, exc.strerror)
