@@ -329,10 +329,11 @@ def _depth_ok(text: str, display: str, problems: list[Problem]) -> bool:
 
 
 def _too_deep(display: str, mark: Any) -> Problem:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     return Problem(
         display,
-        mark.line + 1,
-        mark.column + 1,
+        line,
+        col,
         f"the YAML is nested more than {MAX_DEPTH} levels deep",
         "yaml-too-deep",
         hint="byok documents are a few levels deep; check the file",
@@ -342,6 +343,8 @@ def _too_deep(display: str, mark: Any) -> Problem:
 def _yaml_problem(exc: yaml.YAMLError, display: str, source: str) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if _libyaml_too_deep(exc):
+        return _too_deep(display, mark)
     if isinstance(exc, yaml.reader.ReaderError):
         text = "the file holds a character YAML does not allow: " + (
             f"U+{exc.character:04X}" if isinstance(exc.character, int) else "?"
@@ -355,6 +358,13 @@ def _yaml_problem(exc: yaml.YAMLError, display: str, source: str) -> Problem:
     return Problem(
         display, line, col, text, "yaml-syntax", hint="fix the YAML at this place"
     )
+
+
+def _libyaml_too_deep(exc: yaml.YAMLError) -> bool:
+    """The libyaml bundled with PyYAML 6.0.4 stops deep nesting itself
+    ("exceeded maximum nesting depth"): the same problem as our own limit."""
+    problem = getattr(exc, "problem", None) or ""
+    return "maximum nesting depth" in problem
 
 
 def _offset_mark(source: str, position: int) -> Mark:
