@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from byok_reconcile.errors import ConfigError
+from byok_reconcile.keyshape import shown
 from byok_reconcile.model import Location, SourceFile
 from byok_reconcile.results import Problem, Severity
 from byok_reconcile.sopsmeta import SopsMeta, inspect_documents, is_enc_value
@@ -281,7 +282,7 @@ def _kind(doc: LoadedDocument, file: str, problems: list[Problem]) -> str | None
         message = "the document has no kind"
         hint = f"add kind: one of {', '.join(KINDS)}"
     else:
-        message = f"unknown kind '{kind}'"
+        message = f"unknown kind {shown(kind)}"
         hint = _suggest_kind(str(kind))
     problems.append(
         Problem(file, line, col, message, "unknown-kind", path="$.kind", hint=hint)
@@ -318,8 +319,8 @@ def _bad_api_version(doc: LoadedDocument, file: str) -> Problem:
         message = "apiVersion is sops-encrypted: the whole document is encrypted"
         hint = "encrypt only the key: sops encrypt --encrypted-regex '^apiKey$'"
     else:
-        shown = value if isinstance(value, str) else doc.raw.get(("apiVersion",), "?")
-        message = f"unknown apiVersion '{shown}'"
+        raw = value if isinstance(value, str) else doc.raw.get(("apiVersion",), "?")
+        message = f"unknown apiVersion {shown(raw)}"
         hint = f"use apiVersion: {API_VERSION}"
     return Problem(
         file, line, col, message, "api-version", path="$.apiVersion", hint=hint

@@ -10,7 +10,6 @@ right after.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from byok_reconcile.errors import (
     SecretNotFoundError,
     SecretUnavailableError,
 )
+from byok_reconcile.keyshape import HIDDEN, looks_like_env_key
 from byok_reconcile.model import Config, KeySpec, SecretRef
 from byok_reconcile.secret import Secret
 
@@ -104,6 +104,13 @@ def _from_env(key: KeySpec, env: Mapping[str, str]) -> Secret:
     value = env.get(name, "").strip()
     if not value:
         state = "is empty" if name in env else "is not set"
+        # A key pasted where the name belongs is named by no message.
+        if looks_like_env_key(name):
+            raise SecretUnavailableError(
+                f"the fromEnv variable name is {HIDDEN}",
+                hint="move the key into sops and rotate it",
+                file=str(key.secret.location),
+            )
         raise SecretUnavailableError(
             f"the API key comes from the environment variable {name}, "
             f"which {state}",
@@ -153,15 +160,13 @@ def extract_value(key: KeySpec, path: Path, data: bytes) -> object:
     text = data.decode("utf-8", "replace")
     if ref.kind == "inline":
         return _inline_value(key, _yaml_docs(text, path))
-    dotted = ref.key or ""
-    if fmt == "dotenv":
-        return _lookup_flat(key, sopsmeta.dotenv_pairs(text), dotted)
-    if fmt == "ini":
-        return _lookup_flat(key, _ini(text), dotted)
+    tree = _tree(text, fmt, path)
     if fmt == "binary":
-        return text
-    tree = _json(text, path) if fmt == "json" else _first(_yaml_docs(text, path))
-    return _lookup(key, tree, dotted)
+        return tree
+    try:
+        return sopsmeta.find(tree, ref.key or "")
+    except sopsmeta.NotFound:
+        raise _missing(key, ref.key or "") from None
 
 
 def _inline_value(key: KeySpec, docs: list[Any]) -> object:
@@ -177,27 +182,6 @@ def _inline_value(key: KeySpec, docs: list[Any]) -> object:
     return spec["apiKey"]
 
 
-def _lookup(key: KeySpec, tree: object, dotted: str) -> object:
-    # A literal key with dots wins over the nested path it could also mean.
-    if isinstance(tree, Mapping) and dotted in tree:
-        return tree[dotted]
-    node = tree
-    for part in dotted.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise _missing(key, dotted)
-    return node
-
-
-def _lookup_flat(key: KeySpec, pairs: Mapping[str, str], name: str) -> str:
-    if name not in pairs:
-        raise _missing(key, name)
-    return pairs[name]
-
-
 def _missing(key: KeySpec, dotted: str) -> SecretNotFoundError:
     ref = key.secret
     return SecretNotFoundError(
@@ -208,45 +192,24 @@ def _missing(key: KeySpec, dotted: str) -> SecretNotFoundError:
     )
 
 
-def _first(docs: list[Any]) -> object:
-    return docs[0] if docs else None
-
-
 def _yaml_docs(text: str, path: Path) -> list[Any]:
-    import yaml
-
-    # BaseLoader keeps every scalar a string: a key like 0123e45 stays intact.
-    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+    # Every scalar stays text (a key like 0123e45 stays intact), under the
+    # one guarded loader: a decrypted file nested 30,000 deep is an error.
     try:
-        return list(yaml.load_all(text, Loader=loader))
-    except yaml.YAMLError:
+        return sopsmeta.load_yaml(text, strings=True)
+    except ConfigError:
         # The parser's message could quote a value: say only where it is.
         raise ConfigError(
             "the decrypted YAML cannot be parsed", file=os.fspath(path)
         ) from None
 
 
-def _json(text: str, path: Path) -> object:
+def _tree(text: str, fmt: sopsmeta.Format, path: Path) -> object:
+    """The decrypted file's values (JSON and YAML with every scalar as
+    text), through sopsmeta's guarded readers."""
     try:
-        return json.loads(text, parse_float=str, parse_int=str)
-    except ValueError:
+        return sopsmeta.read_values(text, fmt)
+    except ConfigError:
         raise ConfigError(
-            "the decrypted JSON cannot be parsed", file=os.fspath(path)
+            f"the decrypted {fmt.upper()} cannot be parsed", file=os.fspath(path)
         ) from None
-
-
-def _ini(text: str) -> dict[str, str]:
-    """``section.option`` -> value, from sops's INI output."""
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        parser.read_string(text)
-    except configparser.Error:
-        return {}
-    return {
-        f"{section}.{option}": value
-        for section in parser.sections()
-        for option, value in parser.items(section)
-    }

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from byok_reconcile.keyshape import HIDDEN, looks_like_key, shown
 from byok_reconcile.results import Problem
 from byok_reconcile.yamlload import (
     JsonPath,
@@ -258,6 +259,9 @@ def _additional(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding
             message = f"{dotted(path)} holds a property it does not take"
             hint = "apiKey takes either {fromFile, key} or {fromEnv}, nothing else"
             at = path
+        elif looks_like_key(name):
+            message = f"unknown property {HIDDEN} in {dotted(path)}"
+            hint = "keep keys only in spec.apiKey, encrypted; rotate this one"
         else:
             message = f"unknown property '{name}' in {dotted(path)}"
             hint = _did_you_mean(name, known) or f"known: {', '.join(known)}"
@@ -294,7 +298,7 @@ def _type(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
     message = f"{dotted(path)} must be {words}"
     hint: str | None = None
     raw = doc.raw.get(path)
-    if "string" in wanted and raw is not None and not _secret_path(path):
+    if "string" in wanted and raw is not None and may_quote(path, raw):
         message += f", but '{raw}' without quotes is {_kind_of(error.instance)}"
         hint = f"write it in quotes: {_quoted(path, raw)}"
     elif "boolean" in wanted and error.instance in _BOOL_WORDS:
@@ -327,16 +331,9 @@ def _pattern(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
     else:
         at, mark = path, doc.mark(path)
     field = _pattern_field(path)
-    shown = "the value" if _secret_path(path) else _show(value)
-    message = f"{shown} is not a valid {field} in {dotted(path)}"
+    what = "the value" if _secret_path(path) else shown(value)
+    message = f"{what} is not a valid {field} in {dotted(path)}"
     return [(at, mark, message, _PATTERN_HELP.get(field, _PATTERN_HELP["name"]))]
-
-
-def _show(value: object) -> str:
-    text = str(value)
-    if text.isprintable():
-        return f"'{text}'"
-    return json.dumps(text)  # a newline or a control character, made visible
 
 
 def _pattern_field(path: JsonPath) -> str:
@@ -385,7 +382,8 @@ def _unique(error: Any, path: JsonPath, doc: LoadedDocument) -> list[Finding]:
         text = json.dumps(item, sort_keys=True)
         if text in seen:
             at = (*path, index)
-            message = f"{dotted(path)} lists {json.dumps(item)} twice"
+            what = HIDDEN if looks_like_key(text) else json.dumps(item)
+            message = f"{dotted(path)} lists {what} twice"
             return [(at, doc.mark(at), message, "remove the repeated entry")]
         seen.add(text)
     return [(path, doc.mark(path), f"{dotted(path)} has repeated entries", None)]

@@ -169,6 +169,49 @@ def load_json(text: str, **options: Any) -> object:
         raise ConfigError(f"cannot be parsed as JSON {where}".strip()) from None
 
 
+def read_values(text: str, fmt: Format) -> object:
+    """The data of a sops file, encrypted or decrypted, as plain values:
+    the first YAML document or the JSON value with every scalar as text,
+    ``NAME -> value`` for dotenv, ``section.option -> value`` for INI, and
+    the whole text for a binary file. Raises :class:`ConfigError`, never
+    quoting ``text``."""
+    if fmt == "dotenv":
+        return dotenv_pairs(text)
+    if fmt == "ini":
+        return ini_pairs(text)
+    if fmt == "json":
+        return load_json(text, parse_float=str, parse_int=str)
+    if fmt == "yaml":
+        docs = load_yaml(text, strings=True)
+        return docs[0] if docs else None
+    return text
+
+
+class NotFound(LookupError):
+    """:func:`find` found nothing at the dotted path (no message: the caller
+    words it)."""
+
+
+def find(tree: object, dotted: str) -> object:
+    """The value at ``dotted`` (``openai.prod``, ``keys.0``) in ``tree``.
+
+    A literal key with dots wins over the nested path it could also mean.
+    sops keeps key names readable, so this works on an encrypted file too.
+    Raises :class:`NotFound`.
+    """
+    if isinstance(tree, Mapping) and dotted in tree:
+        return tree[dotted]
+    node = tree
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise NotFound(dotted)
+    return node
+
+
 def inspect_text(text: str, fmt: Format) -> SopsMeta | None:
     """Like :func:`inspect_file`, for file content already read."""
     if fmt == "dotenv":
@@ -272,6 +315,24 @@ def dotenv_pairs(text: str) -> dict[str, str]:
         if sep and not line.lstrip().startswith("#"):
             pairs[name.strip()] = value
     return pairs
+
+
+def ini_pairs(text: str) -> dict[str, str]:
+    """``section.option -> value`` of an INI text (sops's INI output);
+    empty when it cannot be parsed."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return {}
+    return {
+        f"{section}.{option}": value
+        for section in parser.sections()
+        for option, value in parser.items(section)
+    }
 
 
 def _ini_section(text: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from byok_reconcile.errors import ConfigError
+from byok_reconcile.keyshape import HIDDEN, looks_like_key, shown
 from byok_reconcile.results import Problem
 
 JsonPath = tuple[str | int, ...]
@@ -74,13 +75,13 @@ class _Loader(_BaseLoader):
         return result
 
 
-def may_quote(path: JsonPath) -> bool:
-    """Whether a message may quote the value (or key) at ``path``.
+def may_quote(path: JsonPath, value: object = None) -> bool:
+    """Whether a message may quote ``value``, the value (or key) at ``path``.
 
     The one place that decides: anything under ``apiKey`` may be a pasted
-    key, so it is never shown.
+    key, so it is never shown, and nothing anywhere that looks like a key.
     """
-    return "apiKey" not in path
+    return "apiKey" not in path and not looks_like_key(value)
 
 
 def read_limited(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
@@ -502,8 +503,8 @@ class _Builder:
                 continue
             if key in seen:
                 # Under apiKey a key name may be a pasted secret: never echo it.
-                shown = f"the key '{key}'" if may_quote(path) else "a key"
-                self.duplicate(shown, seen[key], key_node)
+                what = f"the key {shown(key)}" if may_quote(path) else "a key"
+                self.duplicate(what, seen[key], key_node)
             seen[key] = key_node
             child = (*path, key)
             self.key_marks[child] = _mark(key_node)
@@ -567,11 +568,11 @@ class _Builder:
         )
         return None
 
-    def duplicate(self, shown: str, first: yaml.Node, again: yaml.Node) -> None:
+    def duplicate(self, what: str, first: yaml.Node, again: yaml.Node) -> None:
         line = first.start_mark.line + 1
         self.problem(
             again,
-            f"{shown} appears twice in the same mapping "
+            f"{what} appears twice in the same mapping "
             f"(first at line {line}, again at line {again.start_mark.line + 1})",
             "duplicate-key",
             "keep one of them",
@@ -580,10 +581,10 @@ class _Builder:
     def bad_tag(self, node: yaml.Node, path: JsonPath) -> None:
         if self.strings:
             return  # decrypted output: tags mean nothing, values stay text
-        shown = f"'{node.tag}'" if may_quote(path) else "here"
+        what = shown(node.tag) if may_quote(path) else "here"
         self.problem(
             node,
-            f"the YAML tag {shown} is not supported here",
+            f"the YAML tag {what} is not supported here",
             "yaml-tag",
             "remove the tag",
             path,
@@ -608,10 +609,10 @@ class _Builder:
             return node.value
         if not isinstance(value, kinds) or (bool in kinds) != isinstance(value, bool):
             kind = node.tag.rsplit(":", 1)[-1]
-            shown = f"'{node.value}'" if may_quote(path) else "the value"
+            what = shown(node.value) if may_quote(path) else "the value"
             self.problem(
                 node,
-                f"{shown} is not a valid {kind}",
+                f"{what} is not a valid {kind}",
                 "yaml-tag",
                 "fix the value or remove the tag",
                 path,
@@ -658,11 +659,14 @@ def _mark(node: yaml.Node) -> Mark:
 
 
 def path_text(path: JsonPath) -> str:
-    """``("spec", "models", 1)`` -> ``$.spec.models[1]``."""
+    """``("spec", "models", 1)`` -> ``$.spec.models[1]``; a key that looks
+    like an API key (an unknown property may be a pasted one) is hidden."""
     out = "$"
     for step in path:
         if isinstance(step, int):
             out += f"[{step}]"
+        elif looks_like_key(step):
+            out += f"[{HIDDEN}]"
         elif step.isprintable():
             out += f".{step}"
         else:  # a newline in a key must not break the message in two
