@@ -47,6 +47,23 @@ class Run:
     stderr: str
 
 
+def precompile() -> None:
+    """Write the byte code of the byok package, as a regular install does.
+
+    An editable install with PYTHONDONTWRITEBYTECODE set (as on these
+    machines) would otherwise recompile every module on every run, which a
+    benchmark of start-up would wrongly charge to byok; pip compiles the
+    packages it installs (check-jsonschema among them).
+    """
+    import compileall
+
+    import byok_reconcile
+
+    package = Path(byok_reconcile.__file__).parent
+    compileall.compile_dir(package, quiet=1)
+    print(f"byte code compiled for {package} (as pip does on install)")
+
+
 def script(name: str) -> str | None:
     """The console script next to this interpreter, else on PATH.
 

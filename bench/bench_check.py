@@ -45,6 +45,7 @@ from _common import (
     canary,
     child_env,
     leak_line,
+    precompile,
     run,
     script,
     show_run,
@@ -85,6 +86,7 @@ class Bench:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    precompile()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="byokc-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

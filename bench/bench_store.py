@@ -49,6 +49,7 @@ from _common import (
     canary,
     child_env,
     leak_line,
+    precompile,
     run,
     show_run,
     tail,
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if raw[:1] == ["--phases"]:
         return phases_child(Path(raw[1]), raw[2], raw[3])
     args = _parse(argv)
+    precompile()
     FORMAT = args.format
     print(f"measuring the CLI: byok {' '.join(apply_argv(Path('CONFIG'), 'URL'))}")
     work = Path(tempfile.mkdtemp(prefix="byoks-"))

@@ -55,6 +55,10 @@ class Timing:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import precompile
+
+    precompile()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="byokb-"))
     try:
         ok_a = bench_examples(args.runs)
