@@ -30,6 +30,8 @@ _RUN = re.compile(r"[A-Za-z0-9+=]{20,}")
 # Identifiers that are long and random but not secret: OpenAI organization
 # and project ids.
 _ID_PREFIXES = ("org-", "proj_")
+# A word of a message, as :func:`redact` sees it: quotes and brackets apart.
+_WORD = re.compile(r"[^\s'\"(),\[\]{}]+")
 _MIN_LENGTH = 8  # T3BlbkFJ, the shortest thing _KNOWN finds
 # Random keys change character class (lower, upper, digit) between many
 # neighbours; words and model names rarely do.
@@ -77,6 +79,14 @@ def bare(value: object) -> str:
     """Like :func:`shown`, without the quotes (hosts, variable names)."""
     text = str(value)
     return HIDDEN if looks_like_key(text) else text
+
+
+def redact(text: str | None) -> str | None:
+    """``text`` with every word that looks like a key replaced by
+    :data:`HIDDEN` (a last net under the message builders)."""
+    if text is None or not looks_like_key(text):
+        return text
+    return _WORD.sub(lambda m: HIDDEN if looks_like_key(m.group()) else m.group(), text)
 
 
 def _random(match: re.Match[str]) -> bool:

@@ -6,31 +6,26 @@ there is no error.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
-import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from byok_reconcile.documents import Document, discover, load_source
 from byok_reconcile.errors import ConfigError
-from byok_reconcile.model import Config, FeatureSpec, KeySpec, SecretRef, SourceFile
-from byok_reconcile.providers.hosts import (
-    PROVIDER_HOSTS,
-    HostError,
-    HostPattern,
-    Origin,
-    is_loopback,
-)
+from byok_reconcile.keyshape import redact, shown
+from byok_reconcile.model import Config, FeatureSpec, KeySpec, SourceFile
+from byok_reconcile.providerrules import host_allowed, key_spec
 from byok_reconcile.results import Problem
 from byok_reconcile.schema import check as schema_check
-from byok_reconcile.sopsmeta import format_for, inspect_text, is_enc_value, read_file
+from byok_reconcile.secretrules import key_shaped, secret_ref
+from byok_reconcile.sopsmeta import read_file
 
-ENV_ALLOW = "BYOK_ALLOW_HOSTS"
+__all__ = ["ValidationResult", "host_allowed", "validate_paths"]
+
 # Suggestions compare names pairwise (difflib): past this many unknown
 # features, the rest are reported without one, so the time stays linear.
 MAX_SUGGESTIONS = 20
@@ -73,7 +68,7 @@ def validate_paths(paths: Sequence[str | Path]) -> ValidationResult:
     keys = _build_keys(state, hosts)
     features = _build_features(state, keys)
     _check_catalogs(state, features)
-    problems = tuple(sorted(state.problems, key=Problem.sort_key))
+    problems = tuple(sorted(map(_redacted, state.problems), key=Problem.sort_key))
     files = tuple(state.sources)
     if any(p.severity == "error" for p in problems):
         return ValidationResult(None, problems, files)
@@ -99,6 +94,7 @@ def _load(paths: Sequence[str | Path], state: _State) -> None:
 def _check_schemas(state: _State) -> None:
     for kind, docs in state.docs.items():
         for doc in docs:
+            state.problems.extend(key_shaped(doc))
             found = schema_check(kind, doc.loaded, doc.file)
             state.problems.extend(found)
             if not found:
@@ -135,7 +131,7 @@ def _duplicate_name(doc: Document, first: Document) -> Problem:
     where = first.location(("metadata", "name"))
     return doc.problem(
         ("metadata", "name"),
-        f"key '{doc.name}' is defined twice (first at {where})",
+        f"key {shown(doc.name)} is defined twice (first at {where})",
         "duplicate-key-name",
         "rename one of them or delete the copy",
     )
@@ -167,7 +163,7 @@ def _mapped_twice(doc: Document, path: Any, first: tuple[Document, Any]) -> Prob
     where = first[0].location(first[1], key=True)
     return doc.problem(
         path,
-        f"feature '{path[-1]}' is mapped twice (first at {where})",
+        f"feature {shown(path[-1])} is mapped twice (first at {where})",
         "duplicate-feature",
         "map each feature in one place only",
         key=True,
@@ -209,7 +205,8 @@ def _catalogued_twice(doc: Document, path: Any, first: tuple[Document, Any]) -> 
     where = first[0].location(first[1], key=True)
     return doc.problem(
         path,
-        f"feature '{path[-1]}' is listed twice in the catalogs (first at {where})",
+        f"feature {shown(path[-1])} is listed twice in the catalogs "
+        f"(first at {where})",
         "duplicate-catalog-entry",
         "keep one entry",
         key=True,
@@ -228,14 +225,14 @@ def _unknown_features(state: _State, entries: dict[str, Any]) -> None:
                 suggested += 1
                 close = difflib.get_close_matches(fname, known, n=1, cutoff=0.6)
             hint = (
-                f"did you mean '{close[0]}'?"
+                f"did you mean {shown(close[0])}?"
                 if close
                 else ("add it to the FeatureCatalog or remove the mapping")
             )
             state.problems.append(
                 doc.problem(
                     ("spec", "features", fname),
-                    f"feature '{fname}' is not in the feature catalog",
+                    f"feature {shown(fname)} is not in the feature catalog",
                     "unknown-feature",
                     hint,
                     key=True,
@@ -257,7 +254,7 @@ def _unmapped_features(
             state.problems.append(
                 doc.problem(
                     path,
-                    f"required feature '{fname}' is not mapped to any key",
+                    f"required feature {shown(fname)} is not mapped to any key",
                     "unmapped-feature",
                     "map it in a FeatureMapping: "
                     f"{fname}: {{key: <key>, model: <model>}}",
@@ -277,18 +274,20 @@ def _mapped(doc: Document) -> list[str]:
 # -- hosts ------------------------------------------------------------------------
 
 
+def _redacted(problem: Problem) -> Problem:
+    """The last net under every message builder: should one have quoted a
+    key-shaped value, it is hidden here."""
+    message, hint = redact(problem.message) or "", redact(problem.hint)
+    if message == problem.message and hint == problem.hint:
+        return problem
+    return dataclasses.replace(problem, message=message, hint=hint)
+
+
 def _allowed_hosts(state: _State) -> tuple[str, ...]:
     hosts: set[str] = set()
     for doc in state.of("Policy"):
         hosts.update(doc.data["spec"]["allowedHosts"])
     return tuple(sorted(hosts))
-
-
-def _env_hosts() -> tuple[str, ...]:
-    """``BYOK_ALLOW_HOSTS`` entries: byok check honours them, so the host
-    warning does too (a malformed entry simply matches nothing here)."""
-    value = os.environ.get(ENV_ALLOW, "")
-    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 # -- sources ----------------------------------------------------------------------
@@ -324,314 +323,6 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-# -- rules: secrets -----------------------------------------------------------------
-
-_API_KEY = ("spec", "apiKey")
-
-
-def secret_ref(doc: Document) -> tuple[list[Problem], SecretRef | None]:
-    """Where the key's secret comes from, or the hygiene problems found.
-
-    Messages never quote the value of ``apiKey``: it may be a real key.
-    """
-    spec = doc.data.get("spec")
-    value = spec.get("apiKey") if isinstance(spec, dict) else None
-    if isinstance(value, str):
-        return _inline_ref(doc, value)
-    if isinstance(value, dict) and "fromEnv" in value and len(value) == 1:
-        env = value["fromEnv"]
-        if not isinstance(env, str):
-            return [], None
-        ref = SecretRef("env", doc.location(_API_KEY), env=env)
-        return _env_warning(doc, env), ref
-    if isinstance(value, dict) and "fromFile" in value:
-        return _file_ref(doc, value)
-    return [], None  # a shape error the schema reports
-
-
-# Variables that hold something other than a provider key: naming one in
-# fromEnv would send byok's or sops' own credentials to a provider.
-_SOPS_ENV = (
-    "SOPS_",
-    "AWS_",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "VAULT_",
-    "AZURE_CLIENT_",
-    "AZURE_TENANT_ID",
-    "GNUPGHOME",
-)
-_SYSTEM_ENV = frozenset(
-    {"PATH", "HOME", "USER", "SHELL", "PWD", "LANG", "TMPDIR", "LOGNAME"}
-)
-
-
-def _env_holds(env: str) -> str | None:
-    if env.upper().startswith("BYOK_"):
-        return "byok's own settings or credentials"
-    if env.upper().startswith(_SOPS_ENV):
-        return "sops' decryption credentials"
-    if env.upper() in _SYSTEM_ENV:
-        return "a system setting"
-    return None
-
-
-def _env_warning(doc: Document, env: str) -> list[Problem]:
-    holds = _env_holds(env)
-    if holds is None:
-        return []
-    return [
-        doc.problem(
-            ("spec", "apiKey", "fromEnv"),
-            f"fromEnv names {env}: this variable holds {holds}, not a provider key",
-            "secret-env",
-            "name the variable your CI secret store sets for this key, "
-            "such as OPENAI_PROD_KEY",
-            severity="warning",
-        )
-    ]
-
-
-def _inline_ref(doc: Document, value: str) -> tuple[list[Problem], SecretRef | None]:
-    if not is_enc_value(value):
-        return [_plaintext(doc, value)], None
-    if doc.sops is None:
-        problem = doc.problem(
-            _API_KEY,
-            "apiKey holds a sops value, but the file has no sops metadata",
-            "sops-metadata",
-            "encrypt the file with sops (the sops: block must stay in the file)",
-        )
-        return [problem], None
-    ref = SecretRef(
-        "inline", doc.location(_API_KEY), path=doc.path, doc_index=doc.index
-    )
-    return [], ref
-
-
-def _plaintext(doc: Document, value: str) -> Problem:
-    if doc.sops is not None:
-        hint = (
-            "the file is sops-encrypted, but its encrypted_regex leaves apiKey in "
-            "clear: re-encrypt with --encrypted-regex '^apiKey$', and rotate the key"
-        )
-    elif not value.strip():
-        hint = "give a sops value, {fromFile, key} or {fromEnv}"
-    elif value.startswith("ENC["):
-        hint = "this sops value is damaged: encrypt the file again with sops"
-    else:
-        hint = (
-            "encrypt it with sops (encrypted_regex: ^apiKey$) or use "
-            "{fromFile, key} or {fromEnv}; if this file was ever committed, "
-            "the key is in git history: rotate it"
-        )
-    return doc.problem(
-        _API_KEY, "plaintext API key in spec.apiKey", "plaintext-secret", hint
-    )
-
-
-def _file_ref(
-    doc: Document, value: dict[str, Any]
-) -> tuple[list[Problem], SecretRef | None]:
-    ref_path = ("spec", "apiKey", "fromFile")
-    raw, key = value.get("fromFile"), value.get("key")
-    if not isinstance(raw, str) or not isinstance(key, str) or not raw:
-        return [], None
-    target = Path(os.path.normpath(doc.path.parent / raw))
-    why = _file_ref_problem(target)
-    if why is not None:
-        # Named only when it exists: a path that is not there may be a pasted key.
-        shown = f"fromFile '{raw}'" if _exists(target) else "the fromFile target"
-        message, hint = why
-        return [doc.problem(ref_path, f"{shown} {message}", "secret-file", hint)], None
-    ref = SecretRef("file", doc.location(_API_KEY), path=target, key=key)
-    return [], ref
-
-
-def _exists(path: Path) -> bool:
-    try:
-        os.stat(path)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _file_ref_problem(target: Path) -> tuple[str, str] | None:
-    """Why the fromFile target cannot serve, or None. Every failure of the
-    file system (too long a name, no permission) is an answer here, not an
-    exception: the path may be a pasted key and must not reach a traceback."""
-    try:
-        data = read_file(target)
-    except ConfigError as exc:
-        if exc.message == "does not exist":
-            return "does not exist", "the path is relative to this file"
-        return exc.message, exc.hint or "check the path"
-    except ValueError:  # a NUL byte in the path
-        return "is not a valid path", "the path is relative to this file"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = ""
-    if inspect_text(text, format_for(target)) is None:
-        return "is not sops-encrypted", "encrypt it: sops encrypt --in-place FILE"
-    return None
-
-
-# -- rules: providers ---------------------------------------------------------------
-
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-_API_VERSION_RE = re.compile(
-    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(-preview)?\Z"
-)
-_V1_API_VERSIONS = ("v1", "latest", "preview")
-
-
-def key_spec(
-    doc: Document, ref: SecretRef, hosts: tuple[str, ...]
-) -> tuple[list[Problem], KeySpec | None]:
-    """The KeySpec of a schema-valid Key document, after its provider rules."""
-    spec = doc.data["spec"]
-    provider = spec["provider"]
-    block = spec.get(provider) or {}
-    problems, settings = _SETTINGS[provider](doc, block)
-    problems += _host_warning(doc, provider, settings, hosts)
-    if any(p.severity == "error" for p in problems):
-        return problems, None
-    meta = doc.data["metadata"]
-    deployments = {d: e["model"] for d, e in block.get("deployments", {}).items()}
-    return problems, KeySpec(
-        name=meta["name"],
-        provider=provider,
-        secret=ref,
-        settings=settings,
-        models=tuple(spec.get("models", ())),
-        deployments=deployments,
-        description=meta.get("description"),
-        labels=dict(meta.get("labels", {})),
-        location=doc.location(("metadata", "name")),
-    )
-
-
-Settings = tuple[list[Problem], dict[str, str]]
-
-
-def _openai_settings(doc: Document, block: dict[str, Any]) -> Settings:
-    path = ("spec", "openai", "baseUrl")
-    base = block.get("baseUrl", OPENAI_BASE_URL)
-    problems = _check_url(doc, path, base) if "baseUrl" in block else []
-    settings = {"baseUrl": base.rstrip("/")}
-    for name in ("organization", "project"):
-        if name in block:
-            settings[name] = block[name]
-    return problems, settings
-
-
-def _compatible_settings(doc: Document, block: dict[str, Any]) -> Settings:
-    path = ("spec", "openai_compatible", "baseUrl")
-    base = block["baseUrl"]
-    return _check_url(doc, path, base), {"baseUrl": base.rstrip("/")}
-
-
-def _azure_settings(doc: Document, block: dict[str, Any]) -> Settings:
-    endpoint, version = block["endpoint"], block["apiVersion"]
-    path = ("spec", "azure_openai", "endpoint")
-    problems = _check_url(doc, path, endpoint, root_only=True)
-    if not (_API_VERSION_RE.match(version) or version in _V1_API_VERSIONS):
-        problems.append(
-            doc.problem(
-                ("spec", "azure_openai", "apiVersion"),
-                f"apiVersion '{version}' is not an Azure OpenAI api-version",
-                "azure-api-version",
-                'write a date version such as "2024-10-21" or '
-                '"2025-04-01-preview", or "v1" for the v1 API',
-            )
-        )
-    settings = {"endpoint": endpoint.rstrip("/"), "apiVersion": version}
-    return problems, settings
-
-
-_SETTINGS = {
-    "openai": _openai_settings,
-    "azure_openai": _azure_settings,
-    "openai_compatible": _compatible_settings,
-}
-
-
-def _check_url(
-    doc: Document, path: tuple[str, ...], url: str, *, root_only: bool = False
-) -> list[Problem]:
-    """An absolute http(s) URL; http only for loopback; for an Azure endpoint,
-    the resource root."""
-    why = _url_problem(url, root_only)
-    if why is None:
-        return []
-    return [doc.problem(path, f"{path[-1]} {why[0]}", "url", why[1])]
-
-
-def _url_problem(url: str, root_only: bool) -> tuple[str, str] | None:
-    example = (
-        "https://contoso.openai.azure.com/"
-        if root_only
-        else ("https://llm.example.com/v1")
-    )
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        return "is not a valid URL", f"write it like {example}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an absolute http(s) URL", f"write it like {example}"
-    if any(c.isspace() for c in url):
-        return "contains spaces", "remove them"
-    if parts.username is not None or parts.password is not None:
-        return "must not hold credentials", "remove the user:password@ part"
-    if parts.query or parts.fragment or url.endswith(("?", "#")):
-        return "must not have a query or fragment", "remove the part from ? or #"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        return "uses http:// for a host that is not loopback", "use https://"
-    if root_only and parts.path not in ("", "/"):
-        return "must be the resource root, without a path", f"write it like {example}"
-    return None
-
-
-def host_allowed(host: str, port: int | None, patterns: Iterable[str]) -> bool:
-    """Whether ``host`` (and ``port``) matches a hostname, ``*.suffix`` or
-    ``host:port`` pattern; malformed patterns match nothing."""
-    origin = Origin("https", host.lower().strip("[]"), port or 443)
-    for text in patterns:
-        try:
-            if HostPattern.parse(text).matches(origin):
-                return True
-        except HostError:
-            continue
-    return False
-
-
-def _host_warning(
-    doc: Document, provider: str, settings: dict[str, str], hosts: tuple[str, ...]
-) -> list[Problem]:
-    name = "endpoint" if provider == "azure_openai" else "baseUrl"
-    try:
-        parts = urlsplit(settings[name])
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return []
-    allowed = PROVIDER_HOSTS[provider] + hosts + _env_hosts()
-    if host is None or host_allowed(host, port, allowed):
-        return []
-    path = ("spec", provider, name)
-    return [
-        doc.problem(
-            path,
-            f"the key would be sent to {host}, which no Policy document "
-            f"or {ENV_ALLOW} allows",
-            "host-not-allowed",
-            "byok check refuses it unless a Policy document, "
-            f"{ENV_ALLOW} or byok check --allow-host allows the host",
-            severity="warning",
-        )
-    ]
-
-
 # -- rules: features ----------------------------------------------------------------
 
 
@@ -646,11 +337,14 @@ def check_feature(
     key = entry["key"]
     if key not in names:
         close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else "define a Key with this name"
+        hint = "define a Key with this name"
+        if close:
+            hint = f"did you mean {shown(close[0])}?"
         return [
             doc.problem(
                 (*path, "key"),
-                f"feature '{path[-1]}' uses key '{key}', which is not defined",
+                f"feature {shown(path[-1])} uses key {shown(key)}, "
+                "which is not defined",
                 "unknown-key-ref",
                 hint,
             )
@@ -677,7 +371,7 @@ def _check_target(
         return [
             doc.problem(
                 (*path, other),
-                f"key '{spec.name}' is a {spec.provider} key: name its {field} "
+                f"key {shown(spec.name)} is a {spec.provider} key: name its {field} "
                 f"with '{field}', not '{other}'",
                 "target-kind",
                 f"write {field}: one of {', '.join(declared)}",
@@ -688,7 +382,7 @@ def _check_target(
         return [
             doc.problem(
                 path,
-                f"feature '{path[-1]}' does not say which {field} it uses",
+                f"feature {shown(path[-1])} does not say which {field} it uses",
                 "target-missing",
                 f"add {field}: one of {', '.join(declared)}",
                 key=True,
@@ -699,14 +393,15 @@ def _check_target(
         return []
     close = difflib.get_close_matches(value, list(declared), n=1, cutoff=0.6)
     hint = (
-        f"did you mean '{close[0]}'?"
+        f"did you mean {shown(close[0])}?"
         if close
-        else (f"add it to {where} of key '{spec.name}'")
+        else (f"add it to {where} of key {shown(spec.name)}")
     )
     return [
         doc.problem(
             (*path, field),
-            f"{field} '{value}' is not declared by key '{spec.name}' ({where})",
+            f"{field} {shown(value)} is not declared by key {shown(spec.name)} "
+            f"({where})",
             "unknown-target",
             hint,
         )
