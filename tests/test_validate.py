@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,9 @@ from click.testing import CliRunner
 
 from byok_reconcile.cli import cli
 from byok_reconcile.commands.validate import run
+from byok_reconcile.errors import ConfigError, SecretUnavailableError
+from byok_reconcile.keyshape import HIDDEN, looks_like_key, redact
+from byok_reconcile.model import Config
 from byok_reconcile.schema import SCHEMA_FILES, load_schema
 from byok_reconcile.validate import host_allowed, validate_paths
 from tests import canary
@@ -614,3 +618,289 @@ def test_oversized_lists_are_refused_by_the_schema(config: Path) -> None:
     _write(config / "keys" / "openai.yaml", _key().replace("[gpt-4o]", f"[{models}]"))
     (problem,) = validate_paths(["conf"]).errors
     assert problem.message == "spec.models lists more than 500 entries"
+
+
+# -- keys pasted where they do not belong (leak hunt) ----------------------------
+
+BENIGN = [
+    "gpt-4o-mini-2024-07-18",
+    "https://contoso-eastus.openai.azure.com/",
+    "https://llm.example.com/openai/deployments/gpt4o/chat/completions",
+    "Production key for test generation",
+    "2025-04-01-preview",
+    "org-9xQ3kL2mN8pR4sT6vW1yZ0aB",
+    "proj_AbC123dEf456GhI789jKl",
+    "123e4567-e89b-12d3-a456-426614174000",
+    "meta-llama/Llama-3.1-70B-Instruct",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+    "ft:gpt-4o-mini-2024-07-18:my-org:custom-suffix:9abcDEF1",
+    "risk-assessment-tool-v2",
+    "AZURE_OPENAI_API_KEY_EASTUS2",
+    "ENC[AES256_GCM,data:abc=,iv:eA==,tag:eA==,type:str]",
+]
+
+
+@pytest.mark.parametrize("text", BENIGN)
+def test_names_models_and_hosts_do_not_look_like_keys(text: str) -> None:
+    assert not looks_like_key(text)
+
+
+def _azure_name() -> str:
+    """An Azure-shaped fake key (32 hex digits) that is also a valid variable
+    name. Not a canary: tests write it to disk and look for it themselves."""
+    return "a" + secrets.token_hex(16)[1:]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        canary.make_bait,
+        lambda: canary.make_bait(prefix=""),
+        _azure_name,
+        lambda: "K" + "8xQ2" * 21,  # 85 alphanumerics, like a new Azure key
+    ],
+)
+def test_a_key_pasted_into_from_env_is_refused_unnamed(config: Path, make: Any) -> None:
+    pasted = make()
+    _write(config / "keys" / "openai.yaml", _key(api_key=f"{{fromEnv: {pasted}}}"))
+    for fmt in ("json", "text", "github"):
+        result = CliRunner().invoke(cli, ["validate", "--format", fmt, "conf"])
+        assert result.exit_code == 1
+        canary.assert_no_leak(result.output, f"{fmt} output")
+        assert pasted not in result.output and pasted[-12:] not in result.output
+    problems = validate_paths(["conf"]).errors
+    shaped = [p for p in problems if p.code == "plaintext-secret"]
+    assert [(p.line, p.col) for p in shaped] == [(7, 21)]
+    assert "pasted where a variable name belongs" in shaped[0].message
+
+
+def test_unset_key_shaped_variable_is_not_named() -> None:
+    from byok_reconcile import keysource
+    from byok_reconcile.model import KeySpec, Location, SecretRef
+
+    pasted = _azure_name()
+    ref = SecretRef("env", Location("k.yaml", 7, 11), env=pasted)
+    spec = KeySpec("k", "azure_openai", ref, {}, location=ref.location)
+    found = keysource.resolve_secrets(Config({"k": spec}, {}), env={})
+    error = found["k"]
+    assert isinstance(error, SecretUnavailableError)
+    assert pasted not in f"{error} {error.hint}"
+    assert "looks like an API key" in str(error)
+    plain = SecretRef("env", Location("k.yaml", 7, 11), env="OPENAI_PROD_KEY")
+    spec = KeySpec("k", "openai", plain, {}, location=plain.location)
+    error = keysource.resolve_secrets(Config({"k": spec}, {}), env={})["k"]
+    assert "OPENAI_PROD_KEY, which is not set" in str(error)
+
+
+FEATURE_DOC = """\
+apiVersion: byok/v1
+kind: FeatureMapping
+metadata: {{name: default}}
+spec:
+  features:
+    test-generation: {{key: {key}, model: gpt-4o}}
+"""
+POLICY_DOC = """\
+apiVersion: byok/v1
+kind: Policy
+metadata: {{name: hosts}}
+spec:
+  allowedHosts: [{host}]
+"""
+
+
+def _key_doc_with(edit: str, bait: str) -> str:
+    key = _key(api_key="{fromEnv: OPENAI_KEY}")
+    return {
+        "property": key.replace("  models:", f"  {bait}: 1\n  models:"),
+        "name": key.replace("name: openai-prod", f"name: {bait}"),
+        "description": key.replace(
+            "metadata:\n", f"metadata:\n  description: 'old key {bait}'\n"
+        ),
+        "label-key": key.replace(
+            "metadata:\n", f"metadata:\n  labels: {{{bait}: x}}\n"
+        ),
+        "label": key.replace("metadata:\n", f"metadata:\n  labels: {{k: {bait}}}\n"),
+        "model": key.replace("[gpt-4o]", f"[gpt-4o, {bait}, {bait}]"),
+        "kind": key.replace("kind: Key", f"kind: {bait}"),
+        "api-version": key.replace("byok/v1", bait),
+        "base-url": key.replace(
+            "  models:",
+            f"  openai: {{baseUrl: 'https://{bait}.example.com/v1'}}\n  models:",
+        ),
+        "base-url-int": key.replace(
+            "  models:", f"  openai: {{baseUrl: !!int {bait}}}\n  models:"
+        ),
+        "azure-version": AZURE.format(api_key="{fromEnv: K}").replace(
+            '"2024-10-21"', bait
+        ),
+        "fromfile-key": _key(api_key=f"{{fromFile: s.sops.yaml, key: {bait}}}"),
+    }[edit]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "property",
+        "name",
+        "description",
+        "label-key",
+        "label",
+        "model",
+        "kind",
+        "api-version",
+        "base-url",
+        "base-url-int",
+        "azure-version",
+        "fromfile-key",
+    ],
+)
+@pytest.mark.parametrize("shape", ["openai", "azure"])
+def test_a_key_shaped_value_anywhere_is_an_error_never_quoted(
+    config: Path, edit: str, shape: str
+) -> None:
+    bait = canary.make_bait() if shape == "openai" else _azure_name()
+    _write(config / "keys" / "openai.yaml", _key_doc_with(edit, bait))
+    for fmt in ("json", "text", "github", "markdown"):
+        result = CliRunner().invoke(cli, ["validate", "--format", fmt, "conf"])
+        assert result.exit_code == 1, result.output
+        canary.assert_no_leak(result.output, f"{fmt} output")
+        assert bait not in result.output and bait[4:16] not in result.output
+    if edit not in ("kind", "api-version"):  # not a byok document at all
+        messages = [p.message for p in validate_paths(["conf"]).errors]
+        assert any("this looks like an API key" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("where", ["feature-key", "policy-host"])
+def test_key_shaped_references_and_hosts_are_never_quoted(
+    config: Path, where: str
+) -> None:
+    bait = _azure_name()
+    if where == "feature-key":
+        _write(config / "features.yaml", FEATURE_DOC.format(key=bait))
+    else:
+        _write(config / "policy.yaml", POLICY_DOC.format(host=bait))
+    result = CliRunner().invoke(cli, ["validate", "--format", "json", "conf"])
+    assert result.exit_code == 1
+    assert bait not in result.output, result.output
+    assert "this looks like an API key" in result.output
+
+
+def test_the_last_net_hides_what_a_builder_quoted() -> None:
+    bait = canary.make_bait()
+    text = f"unknown thing '{bait}' near {_azure_name()}"
+    assert redact(text) == f"unknown thing '{HIDDEN}' near {HIDDEN}"
+    assert redact("feature 'test-generation' is mapped twice") == (
+        "feature 'test-generation' is mapped twice"
+    )
+
+
+# -- fromFile values are checked without decrypting ------------------------------
+
+SECRETS = {
+    "yaml": "openai:\n  prod: {value}\n  other: x\n",
+    "json": '{{"openai": {{"prod": "{value}", "other": "x"}}}}',
+    "dotenv": "OPENAI_PROD={value}\nOTHER=x\n",
+}
+KEY_IN = {"yaml": "openai.prod", "json": "openai.prod", "dotenv": "OPENAI_PROD"}
+SUFFIX = {"yaml": "yaml", "json": "json", "dotenv": "env"}
+
+
+def _from_file_target(
+    config: Path, fmt: str, value: str, regex: str | None, key: str | None = None
+) -> Path:
+    target = config / "keys" / f"prod.sops.{SUFFIX[fmt]}"
+    sops_encrypt(
+        SECRETS[fmt].format(value=value),
+        target,
+        recipients=_recipient(config),
+        input_type=fmt,
+        encrypted_regex=regex,
+    )
+    ref = f"{{fromFile: {target.name}, key: {key or KEY_IN[fmt]}}}"
+    _write(config / "keys" / "openai.yaml", _key(api_key=ref))
+    return target
+
+
+def _recipient(config: Path) -> str:
+    from tests.fixtures.sops import new_age_identity
+
+    return new_age_identity(config.parent / "age" / "keys.txt").recipient
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "dotenv"])
+def test_a_from_file_value_left_in_clear_is_a_plaintext_error(
+    config: Path, fmt: str
+) -> None:
+    bait = canary.make_bait()
+    _from_file_target(config, fmt, bait, regex="other|OTHER")
+    done = _byok("validate", "--format", "json", "conf")
+    assert done.returncode == 1, done.stdout
+    (problem,) = json.loads(done.stdout)["problems"]
+    assert problem["code"] == "plaintext-secret"
+    assert problem["line"] == 7
+    assert "is not encrypted" in problem["message"]
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "dotenv"])
+def test_an_encrypted_from_file_value_passes(config: Path, fmt: str) -> None:
+    _from_file_target(config, fmt, canary.make_secret(), regex="prod|PROD")
+    result = validate_paths(["conf"])
+    assert result.errors == (), result.errors
+    assert result.config is not None
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "dotenv"])
+def test_a_from_file_key_that_is_not_there_is_named(config: Path, fmt: str) -> None:
+    _from_file_target(config, fmt, canary.make_secret(), regex=None, key="nope.x")
+    (problem,) = validate_paths(["conf"]).errors
+    assert problem.code == "secret-file"
+    assert problem.message == f"no 'nope.x' in 'prod.sops.{SUFFIX[fmt]}'"
+
+
+def test_a_from_file_key_naming_a_structure_is_an_error(config: Path) -> None:
+    _from_file_target(config, "yaml", canary.make_secret(), regex=None, key="openai")
+    (problem,) = validate_paths(["conf"]).errors
+    assert "holds a structure, not a single value" in problem.message
+
+
+# -- decrypted output goes through the guarded readers ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "suffix"), [("file", "yaml"), ("file", "json"), ("inline", "yaml")]
+)
+def test_a_deep_decrypted_file_is_an_error_not_a_crash(kind: str, suffix: str) -> None:
+    # sops writes what it decrypted; sops itself accepts 9,000 levels, and
+    # plan reads the encrypted file the same way (extract_value).
+    from byok_reconcile import keysource
+    from byok_reconcile.model import KeySpec, Location, SecretRef
+
+    deep = "[" * 9_000 + "]" * 9_000
+    plain = f"a: x\nb: {deep}\n" if suffix == "yaml" else f'{{"a": "x", "b": {deep}}}'
+    path = Path(f"deep.sops.{suffix}")
+    ref = SecretRef(kind, Location("k.yaml", 7, 11), path=path, key="a")  # type: ignore[arg-type]
+    spec = KeySpec("k", "openai", ref, {}, location=ref.location)
+    with pytest.raises(ConfigError, match="cannot be parsed"):
+        keysource.extract_value(spec, path, plain.encode())
+
+
+def test_libyaml_own_depth_limit_is_too_deep() -> None:
+    import yaml
+
+    from byok_reconcile.yamlload import load_text
+
+    # PyYAML 6.0.4's libyaml raises this itself; emulate it on any version.
+    mark = yaml.Mark("<text>", 0, 0, 1000, None, None)  # type: ignore[arg-type]
+    exc = yaml.scanner.ScannerError(
+        "while increasing flow level", mark, "exceeded maximum nesting depth", mark
+    )
+    from byok_reconcile import yamlload
+
+    problem = yamlload._yaml_problem(exc, "a.yaml", "[" * 2000)
+    assert (problem.code, problem.line, problem.col) == ("yaml-too-deep", 1, 1001)
+    assert "nested more than" in problem.message
+    assert load_text("[" * 5_000 + "]" * 5_000, "a.yaml").problems[0].code == (
+        "yaml-too-deep"
+    )
