@@ -9,6 +9,7 @@ Messages never quote a value that may be a key (:mod:`byok_reconcile.keyshape`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from byok_reconcile.keyshape import looks_like_env_key, looks_like_key, shown
 from byok_reconcile.model import SecretRef
 from byok_reconcile.results import Problem
 from byok_reconcile.sopsmeta import (
+    ENC_PATTERN,
     NotFound,
     find,
     format_for,
@@ -264,8 +266,35 @@ def key_shaped(doc: Document) -> list[Problem]:
     anywhere in the document (descriptions and labels too): a key belongs
     only in spec.apiKey, encrypted. sops ciphertext is not a key."""
     found: list[Problem] = []
-    _walk(doc, doc.data, (), found)
+    if _any_shaped(doc.data):  # the cheap pass, with no paths to build
+        _walk(doc, doc.data, (), found)
     return found
+
+
+def _any_shaped(data: object) -> bool:
+    """Whether anything in ``data`` looks like a key: a plaintext apiKey
+    counts here (the walk then leaves it to its own rule), ciphertext not.
+    One search over every text joined, ciphertext lines cut out: nothing
+    key-shaped spans a newline."""
+    texts: list[str] = []
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            texts.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            texts.append(node)
+    return looks_like_key(_ENC_LINE.sub("", "\n".join(texts)))
+
+
+_ENC_LINE = re.compile(r"^" + ENC_PATTERN + r"$", re.MULTILINE)
+
+
+def _is_ciphertext(text: str) -> bool:
+    return text.startswith("ENC[") and is_enc_value(text)
 
 
 def _walk(doc: Document, node: object, path: JsonPath, found: list[Problem]) -> None:
@@ -281,8 +310,8 @@ def _walk(doc: Document, node: object, path: JsonPath, found: list[Problem]) -> 
     elif (
         isinstance(node, str)
         and path not in _OWN_RULE
+        and not _is_ciphertext(node)
         and looks_like_key(node)
-        and not is_enc_value(node)
     ):
         found.append(_shaped(doc, path, key=False))
 

@@ -34,10 +34,12 @@ _EXTENSIONS: dict[str, Format] = {
     ".env": "dotenv",
     ".ini": "ini",
 }
-_ENC_RE = re.compile(
-    r"^ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]+,"
-    r"tag:[A-Za-z0-9+/=]+,type:[a-z]+\]$"
+# A sops ciphertext value, unanchored (for callers that search text).
+ENC_PATTERN = (
+    r"ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]+,"
+    r"tag:[A-Za-z0-9+/=]+,type:[a-z]+\]"
 )
+_ENC_RE = re.compile(f"^{ENC_PATTERN}$")
 # Keys that mark a real sops block; a plain config may have a ``sops:`` key.
 _MARKERS = ("mac", "version", "lastmodified")
 # Which field names the recipient in each kind of master key.
