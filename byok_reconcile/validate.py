@@ -1,7 +1,9 @@
 """Validate a configuration: load, schema, provider rules, secret hygiene,
 cross-references. Every file is checked before returning, and every problem
 is collected; a :class:`~byok_reconcile.model.Config` is built only when
-there is no error.
+there is no error. The rules of a Key live in :mod:`.secretrules` (where the
+key comes from, keys in clear) and :mod:`.providerrules` (settings, hosts);
+features and catalogs are checked here.
 """
 
 from __future__ import annotations
