@@ -405,10 +405,14 @@ def test_keep_alive_and_content_length(emulator: Emulator) -> None:
 
 def test_serves_64_requests_at_once(make_emulator: Callable[..., Emulator]) -> None:
     key = canary.make_secret()
-    emu = make_emulator(keys=[EmulatedKey(key)], latency=1.0)
+    # Generous latency and a common start: on a loaded machine, starting 64
+    # threads can take longer than the first request does.
+    emu = make_emulator(keys=[EmulatedKey(key)], latency=3.0)
     statuses: list[int] = []
+    start = threading.Barrier(64)
 
     def one() -> None:
+        start.wait()
         statuses.append(_raw(emu, "GET", "/v1/models",
                              {"authorization": f"Bearer {key}"})[0])
 
