@@ -22,8 +22,11 @@ _KNOWN = re.compile(
     r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{12}"
     r"|(?<![A-Za-z0-9])(?:gsk_|hf_|AIza|xai-|pplx-)[A-Za-z0-9_-]{20}"
     r"|T3BlbkFJ"
-    r"|[0-9a-fA-F]{32}"
 )
+# A hex word of 32 or more digits (Azure keys, many gateways), except the
+# lengths of SHA-1 and SHA-256 digests: a git commit in a label is no key.
+_HEX_WORD = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,}(?![0-9A-Za-z])")
+_DIGEST_LENGTHS = (40, 64)
 # A long run without separators, judged by how random it looks: names join
 # their words with '-', '_', '/' or '.', keys (base64 at most) do not.
 _RUN = re.compile(r"[A-Za-z0-9+=]{20,}")
@@ -56,7 +59,16 @@ def looks_like_key(text: object) -> bool:
         return False
     if _KNOWN.search(text):
         return True
-    return any(_random(m) for m in _RUN.finditer(text))
+    if any(not _digest(m.group()) for m in _HEX_WORD.finditer(text)):
+        return True
+    return any(_random(m) for m in _RUN.finditer(text) if not _digest(m.group()))
+
+
+def _digest(word: str) -> bool:
+    """A SHA-1 or SHA-256 hex digest (a git commit, a checksum)."""
+    return len(word) in _DIGEST_LENGTHS and all(
+        c in "0123456789abcdefABCDEF" for c in word
+    )
 
 
 def looks_like_env_key(name: str) -> bool:
