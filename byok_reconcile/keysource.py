@@ -11,7 +11,7 @@ right after.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,38 @@ def resolve_secrets(
     ``env`` defaults to the process environment. One key's failure never
     stops the others.
     """
+    found = resolve_each(config, env=env, max_workers=max_workers)
+    return dict(sorted(found))
+
+
+def resolve_each(
+    config: Config,
+    *,
+    env: Mapping[str, str] | None = None,
+    max_workers: int | None = None,
+) -> Iterator[tuple[str, Secret | ByokError]]:
+    """Yield ``(key name, Secret or error)`` as each secret becomes known:
+    environment keys first, then the keys of each file as sops finishes it,
+    so that checks can start while other files are still being decrypted.
+    """
     from byok_reconcile import sops
 
     env = os.environ if env is None else env
     paths = {name: source_path(k.secret) for name, k in config.keys.items()}
-    wanted = [p for p in paths.values() if p is not None]
-    plain = sops.decrypt_many(wanted, max_workers=max_workers) if wanted else {}
-    try:
-        return {
-            name: _resolve_one(key, paths[name], plain, env)
-            for name, key in sorted(config.keys.items())
-        }
-    finally:
-        plain.clear()  # drop every decrypted file as soon as keys are built
+    by_file: dict[Path, list[str]] = {}
+    for name in sorted(config.keys):
+        path = paths[name]
+        if path is None or config.keys[name].secret.kind == "env":
+            yield name, _resolve_one(config.keys[name], path, {}, env)
+        else:
+            by_file.setdefault(path, []).append(name)
+    for path, plain in sops.decrypt_each(by_file, max_workers=max_workers):
+        done = {path: plain}
+        for name in by_file[path]:
+            yield name, _resolve_one(config.keys[name], path, done, env)
+        # Drop each decrypted file as soon as its keys are built.
+        done.clear()
+        del plain
 
 
 def source_path(ref: SecretRef) -> Path | None:

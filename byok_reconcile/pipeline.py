@@ -7,7 +7,7 @@ The heavy parts (sops, the provider SDK) are imported inside the steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -84,14 +84,15 @@ def load_and_check(
     if config is None or _has_errors(validation.problems):
         return PipelineResult(validation, exit_code=EXIT_INVALID)
 
-    # 2. decrypt: every key's secret, or the error that kept it away.
-    secrets = _resolve(config)
-    problems = [secret_problem(config.keys[n], e) for n, e in _failed(secrets)]
-
-    # 3. check: only keys whose secret is in hand.
+    # 2. decrypt every key's secret (or the error that kept it away) and
+    # 3. check the keys whose secret is in hand, each as soon as it is.
+    secrets: dict[str, Secret | ByokError] = {}
     results: list[KeyResult] = []
-    if options is not None:
-        results = _check(config, secrets, options, on_result)
+    if options is None:
+        secrets = _resolve(config)
+    else:
+        results = _resolve_and_check(config, secrets, options, on_result)
+    problems = [secret_problem(config.keys[n], e) for n, e in _failed(secrets)]
     code = exit_code(secrets, results, options)
     return PipelineResult(validation, secrets, results, problems, code)
 
@@ -114,16 +115,29 @@ def _failed(
     )
 
 
-def _check(
+def _resolve_and_check(
     config: Config,
-    secrets: Mapping[str, Secret | ByokError],
+    secrets: dict[str, Secret | ByokError],
     options: CheckOptions,
     on_result: OnResult | None,
 ) -> list[KeyResult]:
-    from byok_reconcile.providers.runner import check_keys
+    """Overlap decryption and probing: sops and the providers both wait, so
+    a key's check starts while other files are still being decrypted.
+    ``secrets`` is filled with every key's secret or error on the way."""
+    from byok_reconcile.keysource import resolve_each
+    from byok_reconcile.providers.runner import check_stream
 
-    ready = {n: s for n, s in secrets.items() if isinstance(s, Secret)}
-    return check_keys(config, ready, options, on_result=on_result)
+    def ready() -> Iterator[tuple[str, Secret]]:
+        for name, value in resolve_each(config):
+            secrets[name] = value
+            if isinstance(value, Secret):
+                yield name, value
+
+    results = check_stream(config, ready(), options, on_result=on_result)
+    ordered = dict(sorted(secrets.items()))
+    secrets.clear()
+    secrets.update(ordered)
+    return results
 
 
 def secret_problem(spec: KeySpec, error: ByokError) -> Problem:

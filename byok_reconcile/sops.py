@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from byok_reconcile import proc, sopsmeta
@@ -132,18 +132,30 @@ def decrypt_many(
     for every file.
     """
     unique = list(dict.fromkeys(Path(p) for p in paths))
+    found = dict(decrypt_each(unique, max_workers=max_workers, timeout=timeout))
+    return {path: found[path] for path in unique}
+
+
+def decrypt_each(
+    paths: Iterable[Path], *, max_workers: int | None = None, timeout: float = 30.0
+) -> Iterator[tuple[Path, bytes | ByokError]]:
+    """Like :func:`decrypt_many`, but yield each file as soon as it is done,
+    so a caller can start using the first secrets while sops still runs."""
+    unique = list(dict.fromkeys(Path(p) for p in paths))
     if not unique:
-        return {}
+        return
     workers = max(1, min(max_workers or 8, len(unique)))
 
-    def one(path: Path) -> bytes | ByokError:
+    def one(path: Path) -> tuple[Path, bytes | ByokError]:
         try:
-            return decrypt(path, timeout=timeout)
+            return path, decrypt(path, timeout=timeout)
         except ByokError as exc:
-            return _with_file(exc, path)
+            return path, _with_file(exc, path)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="sops") as pool:
-        return dict(zip(unique, pool.map(one, unique), strict=True))
+        futures = [pool.submit(one, path) for path in unique]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def failure(

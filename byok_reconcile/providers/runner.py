@@ -8,7 +8,7 @@ retry loop sleeps outside them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
@@ -76,14 +76,30 @@ def check_keys(
     sleeper: Sleeper | None = None,
 ) -> list[KeyResult]:
     """Check each key of ``config`` that has a secret; results sorted by key."""
-    policy = build_policy(config, options)
     names = sorted(n for n in config.keys if n in secrets)
+    ready = ((n, secrets[n]) for n in names)
+    return check_stream(config, ready, options, on_result=on_result, sleeper=sleeper)
+
+
+def check_stream(
+    config: Config,
+    ready: Iterable[tuple[str, Secret]],
+    options: CheckOptions,
+    *,
+    on_result: OnResult | None = None,
+    sleeper: Sleeper | None = None,
+) -> list[KeyResult]:
+    """Check keys as their secrets arrive from ``ready`` (decryption may
+    still be running); results sorted by key."""
+    policy = build_policy(config, options)
     results: list[KeyResult] = []
     with Session(options, policy, sleeper) as session, ThreadPoolExecutor(
         max_workers=max(options.concurrency, 1), thread_name_prefix="byok-check"
     ) as pool:
         futures = [
-            pool.submit(check_key, session, config.keys[n], secrets[n]) for n in names
+            pool.submit(check_key, session, config.keys[name], secret)
+            for name, secret in ready
+            if name in config.keys
         ]
         for future in as_completed(futures):
             result = future.result()
