@@ -1,9 +1,9 @@
 """A loopback emulator of LLM provider APIs, for tests and CI.
 
 It answers like OpenAI, Azure OpenAI and OpenAI-compatible servers do on the
-wire (status codes, error bodies, headers), following
-/work/shared/reference/providers.md, so that ``byok check`` can be tested
-end to end with the real openai SDK and no real key. It binds 127.0.0.1
+wire (status codes, error bodies, headers), following their documented and
+captured behaviour, so that ``byok check`` can be tested end to end with the
+real openai SDK and no real key. It binds 127.0.0.1
 only and needs the standard library (PyYAML only to read a config file).
 
 Paths (``URL`` is :attr:`Emulator.url`)

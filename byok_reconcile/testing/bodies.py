@@ -1,7 +1,7 @@
 """Wire bodies: error envelopes of each dialect and minimal success objects.
 
-Texts and shapes follow /work/shared/reference/providers.md. Where the
-reference marks a body unconfirmed, the text here is plausible, not copied.
+Texts and shapes follow the providers' documented and captured answers.
+Where a body was never captured, the text here is plausible and marked so.
 """
 
 from __future__ import annotations
