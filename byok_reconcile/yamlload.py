@@ -74,6 +74,14 @@ class _Loader(_BaseLoader):
         result: str = super().resolve(kind, value, implicit)
         return result
 
+    # No path resolvers are registered: skip the per-node bookkeeping that
+    # libyaml's composer would otherwise call back into Python for.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
 
 def may_quote(path: JsonPath, value: object = None) -> bool:
     """Whether a message may quote ``value``, the value (or key) at ``path``.
@@ -467,21 +475,27 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: JsonPath) -> object:
         self.count += 1
-        self.check_limits(node, path)
-        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if self.count > MAX_NODES or len(path) > MAX_DEPTH:
+            self.check_limits(node, path)
+        mark = node.start_mark
+        self.marks[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
-        if id(node) in self.active:
+        ident = id(node)
+        if ident in self.active:
             self.alias_loop(node)
-        self.seen(node)
-        self.active.add(id(node))
+        if ident in self.built:
+            self.aliased = True
+        else:
+            self.built.add(ident)
+        self.active.add(ident)
         try:
             if isinstance(node, yaml.SequenceNode):
                 return self.sequence(node, path)
             assert isinstance(node, yaml.MappingNode)
             return self.mapping(node, path)
         finally:
-            self.active.discard(id(node))
+            self.active.discard(ident)
 
     def sequence(self, node: yaml.SequenceNode, path: JsonPath) -> list[object]:
         if node.tag != SEQ:
@@ -648,8 +662,8 @@ def resolve_plain(text: str) -> object:
 
 def _is_merge(node: yaml.Node) -> bool:
     return (
-        isinstance(node, yaml.ScalarNode)
-        and node.value == "<<"
+        node.value == "<<"  # a str compare first: most keys end here
+        and isinstance(node, yaml.ScalarNode)
         and node.tag in (PLAIN, MERGE)
     )
 
