@@ -4,6 +4,7 @@ api-version, and the warning when the key would go to a host nothing allows.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -143,12 +144,19 @@ def host_allowed(host: str, port: int | None, patterns: Iterable[str]) -> bool:
     ``host:port`` pattern; malformed patterns match nothing."""
     origin = Origin("https", host.lower().strip("[]"), port or 443)
     for text in patterns:
-        try:
-            if HostPattern.parse(text).matches(origin):
-                return True
-        except HostError:
-            continue
+        pattern = _pattern(text)
+        if pattern is not None and pattern.matches(origin):
+            return True
     return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(text: str) -> HostPattern | None:
+    # Every Key is checked against the same few patterns: parse each once.
+    try:
+        return HostPattern.parse(text)
+    except HostError:
+        return None
 
 
 def _host_warning(
