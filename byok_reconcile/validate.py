@@ -373,8 +373,8 @@ def _check_target(
         return [
             doc.problem(
                 (*path, other),
-                f"key {shown(spec.name)} is a {spec.provider} key: name its {field} "
-                f"with '{field}', not '{other}'",
+                f"key {shown(spec.name)} uses provider {spec.provider}: "
+                f"name its {field} with '{field}', not '{other}'",
                 "target-kind",
                 f"write {field}: one of {', '.join(declared)}",
                 key=True,
