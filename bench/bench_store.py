@@ -31,7 +31,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -55,6 +54,9 @@ from _common import (
     tail,
     verdict,
 )
+
+from tests.fixtures.store import _bindir as find_bindir
+from tests.fixtures.store import _free_port, _run_as
 
 TARGET_FIRST = 5.0
 TARGET_NOOP = 1.5
@@ -327,36 +329,8 @@ class PgServer:
 
 
 def pg_bindir() -> Path | None:
-    candidates = []
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True,
-                             text=True, check=False)
-        candidates.append(out.stdout.strip())
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    for folder in candidates:
-        if folder and (Path(folder) / "initdb").exists():
-            return Path(folder)
-    return None
-
-
-def _run_as() -> list[str]:
-    """As root, run PostgreSQL as an unprivileged user: it refuses root."""
-    if os.geteuid() != 0:
-        return []
-    for user in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            continue
-        return ["runuser", "-u", user, "--"]
-    raise RuntimeError("running as root, and no unprivileged user for PostgreSQL")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """The PostgreSQL binaries, found as the test fixture finds them."""
+    return find_bindir()
 
 
 @contextmanager

@@ -65,7 +65,7 @@ def assert_no_leak(text: str | bytes, where: str = "output") -> None:
 
 def scan_tree(root: Path) -> list[str]:
     """Files under ``root`` that hold a canary in plaintext."""
-    found = []
+    found: list[str] = []
     if not root.exists():
         return found
     for path in root.rglob("*"):
